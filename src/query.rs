@@ -1,0 +1,187 @@
+//! The one SQL statement a request becomes. Pure: text and parameters,
+//! run by `catalog`.
+//!
+//! One statement means one snapshot: the page, `total` and the count that
+//! gives `page` cannot disagree, even while PeerDB appends rows.
+//!
+//! The `flowJobName` filter is a substring match, which no index serves.
+//! Mirror names are few, so the statement first lists the distinct names
+//! with a skip scan of `idx_flow_errors_flow_name` (one index probe per
+//! name), keeps those that contain the filter, and then filters rows with
+//! `flow_name = ANY(names)`, which the index does serve.
+
+use crate::request::{Cursor, LogsRequest};
+
+/// A statement and its parameters, in `$n` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The columns of each result row, in order: `total` and `newer` (rows
+/// matching the filters with an id above the page's newest) repeat on
+/// every row; the log columns are NULL on the single row of an empty page.
+pub const COLUMNS: [&str; 7] = [
+    "total",
+    "newer",
+    "id",
+    "flow_name",
+    "error_message",
+    "error_type",
+    "error_ms",
+];
+
+const TABLE: &str = "peerdb_stats.flow_errors";
+
+pub fn plan(req: &LogsRequest) -> Plan {
+    let mut params = Vec::new();
+    let mut bind = |p: Param| {
+        params.push(p);
+        format!("${}", params.len())
+    };
+
+    let mut ctes = Vec::new();
+    let mut filters = Vec::new();
+    if !req.flow_job_name.is_empty() {
+        let needle = bind(Param::Text(req.flow_job_name.clone()));
+        ctes.push(format!(
+            "names(n) AS ( \
+               (SELECT flow_name FROM {TABLE} ORDER BY flow_name LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT f.flow_name FROM {TABLE} f WHERE f.flow_name > names.n ORDER BY f.flow_name LIMIT 1) \
+               FROM names WHERE names.n IS NOT NULL), \
+             flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
+        ));
+        filters.push("flow_name = ANY((SELECT names FROM flows))".to_string());
+    }
+    if let Some(error_type) = req.level.error_type() {
+        let level = bind(Param::Text(error_type.into()));
+        filters.push(format!("error_type = {level}"));
+    }
+    let where_filters = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+
+    let newer = if req.num_per_page > 0 {
+        let mut page_filters = filters.clone();
+        let order = match req.cursor {
+            Cursor::Newest => "DESC",
+            Cursor::Before(id) => {
+                page_filters.push(format!("id < {}", bind(Param::Int(id))));
+                "DESC"
+            }
+            Cursor::After(id) => {
+                page_filters.push(format!("id > {}", bind(Param::Int(id))));
+                "ASC"
+            }
+        };
+        let page_where = if page_filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", page_filters.join(" AND "))
+        };
+        let limit = bind(Param::Int(req.num_per_page));
+        let offset = bind(Param::Int(if req.page > 0 {
+            (req.page - 1).saturating_mul(req.num_per_page)
+        } else {
+            0
+        }));
+        ctes.push(format!(
+            "page AS (SELECT id, flow_name, error_message, error_type, error_timestamp FROM {TABLE} \
+             {page_where} ORDER BY id {order} LIMIT {limit} OFFSET {offset})"
+        ));
+        "count(*) FILTER (WHERE id > (SELECT max(id) FROM page))"
+    } else {
+        ctes.push(
+            "page AS (SELECT NULL::int8 AS id, NULL::text AS flow_name, NULL::text AS error_message, \
+             NULL::text AS error_type, NULL::timestamp AS error_timestamp WHERE false)"
+                .to_string(),
+        );
+        "0::int8"
+    };
+    ctes.push(format!(
+        "stats AS (SELECT count(*) AS total, {newer} AS newer FROM {TABLE} {where_filters})"
+    ));
+
+    let sql = format!(
+        "WITH RECURSIVE {} \
+         SELECT s.total, s.newer, p.id, p.flow_name, p.error_message, p.error_type, \
+                floor(extract(epoch FROM p.error_timestamp) * 1000)::int8 AS error_ms \
+         FROM stats s LEFT JOIN page p ON true ORDER BY p.id DESC",
+        ctes.join(", ")
+    );
+    Plan { sql, params }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Level;
+
+    fn req(flow: &str, level: Level, page: i64, num_per_page: i64, cursor: Cursor) -> LogsRequest {
+        LogsRequest {
+            flow_job_name: flow.into(),
+            level,
+            page,
+            num_per_page,
+            cursor,
+        }
+    }
+
+    #[test]
+    fn user_input_only_ever_travels_as_parameters() {
+        let evil = "'; DROP TABLE peerdb_stats.flow_errors; --";
+        let p = plan(&req(evil, Level::Warn, 2, 10, Cursor::After(7)));
+        assert!(!p.sql.contains("DROP"));
+        assert_eq!(
+            p.params,
+            vec![
+                Param::Text(evil.into()),
+                Param::Text("warn".into()),
+                Param::Int(7),
+                Param::Int(10),
+                Param::Int(10)
+            ]
+        );
+        assert!(p.sql.contains("strpos(n, $1)") && p.sql.contains("error_type = $2"));
+        assert!(p.sql.contains("id > $3") && p.sql.contains("ORDER BY id ASC LIMIT $4 OFFSET $5"));
+    }
+
+    #[test]
+    fn no_filters_no_cursor() {
+        let p = plan(&req("", Level::All, 0, 50, Cursor::Newest));
+        assert_eq!(p.params, vec![Param::Int(50), Param::Int(0)]);
+        assert!(p.sql.contains("ORDER BY id DESC LIMIT $1 OFFSET $2"));
+        assert!(!p.sql.contains("names"));
+    }
+
+    #[test]
+    fn deprecated_page_skips_whole_pages_after_the_cursor() {
+        let p = plan(&req("", Level::All, 3, 20, Cursor::Before(100)));
+        assert_eq!(
+            p.params,
+            vec![Param::Int(100), Param::Int(20), Param::Int(40)]
+        );
+        let p = plan(&req("", Level::All, i64::MAX, 1000, Cursor::Newest));
+        assert_eq!(p.params, vec![Param::Int(1000), Param::Int(i64::MAX)]);
+    }
+
+    #[test]
+    fn zero_page_size_reads_only_the_count() {
+        let p = plan(&req("m", Level::Error, 4, 0, Cursor::Before(9)));
+        assert_eq!(
+            p.params,
+            vec![Param::Text("m".into()), Param::Text("error".into())]
+        );
+        assert!(p.sql.contains("WHERE false"));
+    }
+}

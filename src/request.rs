@@ -1,0 +1,412 @@
+//! Decoding the request body the way PeerDB's gateway (protobuf JSON)
+//! does, then checking it against the spec's rules. No I/O here.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// A valid request, ready to be turned into a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsRequest {
+    /// Substring of `flow_name`; empty matches every mirror.
+    pub flow_job_name: String,
+    pub level: Level,
+    /// Deprecated page number; 0 means "not given".
+    pub page: i64,
+    pub num_per_page: i64,
+    pub cursor: Cursor,
+}
+
+/// The `error_type` filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    All,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    /// The value stored in `error_type`, or `None` for every type.
+    pub fn error_type(self) -> Option<&'static str> {
+        match self {
+            Level::All => None,
+            Level::Info => Some("info"),
+            Level::Warn => Some("warn"),
+            Level::Error => Some("error"),
+        }
+    }
+
+    fn parse(level: &str) -> Option<Level> {
+        match level.to_ascii_lowercase().as_str() {
+            "" | "all" => Some(Level::All),
+            "info" => Some(Level::Info),
+            "warn" | "warning" => Some(Level::Warn),
+            "error" => Some(Level::Error),
+            _ => None,
+        }
+    }
+}
+
+/// Where the page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// The newest rows.
+    Newest,
+    /// Rows with `id < before`, nearest first.
+    Before(i64),
+    /// Rows with `id > after`, nearest first.
+    After(i64),
+}
+
+impl Cursor {
+    /// The spec's rule: `beforeId` wins when positive; `afterId` is in
+    /// effect when positive, or when 0 with `beforeId` exactly -1 (the
+    /// reference's "first page from the oldest end"); -1 means "not set".
+    fn from_ids(before_id: i64, after_id: i64) -> Cursor {
+        if before_id > 0 {
+            Cursor::Before(before_id)
+        } else if after_id > 0 || (after_id == 0 && before_id == -1) {
+            Cursor::After(after_id)
+        } else {
+            Cursor::Newest
+        }
+    }
+}
+
+/// The fields as sent, each under whichever spelling the caller used.
+/// Kept in order, duplicates included, so that they can be refused.
+struct Fields(Vec<(Field, String, Value)>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    FlowJobName,
+    Level,
+    Page,
+    NumPerPage,
+    BeforeId,
+    AfterId,
+}
+
+impl Field {
+    fn from_key(key: &str) -> Option<Field> {
+        Some(match key {
+            "flowJobName" | "flow_job_name" => Field::FlowJobName,
+            "level" => Field::Level,
+            "page" => Field::Page,
+            "numPerPage" | "num_per_page" => Field::NumPerPage,
+            "beforeId" | "before_id" => Field::BeforeId,
+            "afterId" | "after_id" => Field::AfterId,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match Field::from_key(&key) {
+                        Some(field) => fields.push((field, key, map.next_value()?)),
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Decodes and validates a body. `max_page_size` bounds `numPerPage`.
+pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> {
+    let fields = if body.iter().all(u8::is_ascii_whitespace) {
+        Fields(Vec::new())
+    } else {
+        serde_json::from_slice::<Fields>(body).map_err(|e| {
+            let what = if e.is_data() {
+                "must be a JSON object"
+            } else {
+                "is not valid JSON"
+            };
+            ApiError::bad_request(format!("request body {what}: {e}"))
+        })?
+    };
+
+    let mut seen: Vec<(Field, &str)> = Vec::new();
+    let mut flow_job_name = String::new();
+    let mut level = String::new();
+    let (mut page, mut num_per_page, mut before_id, mut after_id) = (0, 0, 0, 0);
+    for (field, key, value) in &fields.0 {
+        if let Some((_, first)) = seen.iter().find(|(f, _)| f == field) {
+            return Err(ApiError::bad_request(if first == key {
+                format!("{key} is given more than once")
+            } else {
+                format!("{first} and {key} are the same field; give only one")
+            }));
+        }
+        seen.push((*field, key));
+        match field {
+            Field::FlowJobName => flow_job_name = string(key, value)?,
+            Field::Level => level = string(key, value)?,
+            Field::Page => page = integer(key, value)?,
+            Field::NumPerPage => num_per_page = integer(key, value)?,
+            Field::BeforeId => before_id = integer(key, value)?,
+            Field::AfterId => after_id = integer(key, value)?,
+        }
+    }
+
+    let name = |field: Field, camel: &'static str| -> String {
+        seen.iter()
+            .find(|(f, _)| *f == field)
+            .map_or(camel, |(_, k)| k)
+            .to_string()
+    };
+    let level = Level::parse(&level).ok_or_else(|| {
+        ApiError::bad_request("level must be one of ALL, INFO, WARN (or WARNING), ERROR, or empty")
+    })?;
+    if page < 0 {
+        return Err(ApiError::bad_request("page must not be negative"));
+    }
+    if num_per_page < 0 {
+        return Err(ApiError::bad_request(format!(
+            "{} must not be negative",
+            name(Field::NumPerPage, "numPerPage")
+        )));
+    }
+    if num_per_page > max_page_size {
+        return Err(ApiError::bad_request(format!(
+            "{} must be at most {max_page_size}",
+            name(Field::NumPerPage, "numPerPage")
+        )));
+    }
+    for (field, camel, id) in [
+        (Field::BeforeId, "beforeId", before_id),
+        (Field::AfterId, "afterId", after_id),
+    ] {
+        if id < -1 {
+            return Err(ApiError::bad_request(format!(
+                "{} must be -1 (not set), 0 or a log id",
+                name(field, camel)
+            )));
+        }
+    }
+
+    Ok(LogsRequest {
+        flow_job_name,
+        level,
+        page,
+        num_per_page,
+        cursor: Cursor::from_ids(before_id, after_id),
+    })
+}
+
+fn string(key: &str, value: &Value) -> Result<String, ApiError> {
+    match value {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// Protobuf JSON integers: a number with an integral value (`5`, `5.0`,
+/// `5e0`) or a string holding one (`"5"`); `null` is the default, 0.
+fn integer(key: &str, value: &Value) -> Result<i64, ApiError> {
+    let parsed = match value {
+        Value::Null => Some(0),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(integral)),
+        // Protobuf JSON takes no white space around a quoted number.
+        Value::String(s) if s.trim() != s => None,
+        Value::String(s) => s.parse::<i64>().ok().or_else(|| {
+            serde_json::from_str::<serde_json::Number>(s)
+                .ok()
+                .and_then(|n| n.as_i64().or_else(|| n.as_f64().and_then(integral)))
+        }),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        ApiError::bad_request(format!("{key} must be an integer (a 64-bit whole number)"))
+    })
+}
+
+/// An `f64` that holds a whole number in `i64`'s range.
+fn integral(f: f64) -> Option<i64> {
+    // 2^63 is exact as f64; every finite whole f64 below it fits.
+    (f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63)).then_some(f as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> LogsRequest {
+        decode(body.as_bytes(), 1000).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    fn bad(body: &[u8]) -> String {
+        match decode(body, 1000) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+        }
+    }
+
+    #[test]
+    fn empty_body_means_all_defaults() {
+        for body in ["", "  \n\t", "{}"] {
+            assert_eq!(
+                ok(body),
+                LogsRequest {
+                    flow_job_name: String::new(),
+                    level: Level::All,
+                    page: 0,
+                    num_per_page: 0,
+                    cursor: Cursor::Newest
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn both_spellings_are_read() {
+        let camel = ok(
+            r#"{"flowJobName":"m1","numPerPage":5,"beforeId":9,"afterId":2,"page":3,"level":"info"}"#,
+        );
+        let snake = ok(
+            r#"{"flow_job_name":"m1","num_per_page":5,"before_id":9,"after_id":2,"page":3,"level":"info"}"#,
+        );
+        assert_eq!(camel, snake);
+        assert_eq!(camel.flow_job_name, "m1");
+        assert_eq!(camel.num_per_page, 5);
+        assert_eq!(camel.page, 3);
+        assert_eq!(camel.cursor, Cursor::Before(9));
+    }
+
+    #[test]
+    fn a_field_in_both_spellings_or_twice_is_refused() {
+        assert!(
+            bad(br#"{"numPerPage":1,"num_per_page":1}"#).contains("numPerPage and num_per_page")
+        );
+        assert!(bad(br#"{"page":1,"page":2}"#).contains("page is given more than once"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_null_is_the_default() {
+        let r = ok(
+            r#"{"foo":{"bar":[1,2]},"flowJobName":null,"page":null,"level":null,"numPerPage":2}"#,
+        );
+        assert_eq!(
+            (r.flow_job_name.as_str(), r.page, r.level, r.num_per_page),
+            ("", 0, Level::All, 2)
+        );
+    }
+
+    #[test]
+    fn integers_in_every_protobuf_json_form() {
+        for v in ["5", "5.0", "5e0", "\"5\"", "0.5e1", "\"5e0\""] {
+            assert_eq!(
+                ok(&format!(r#"{{"numPerPage":{v}}}"#)).num_per_page,
+                5,
+                "{v}"
+            );
+        }
+        for v in [
+            "5.5",
+            "\"abc\"",
+            "true",
+            "[5]",
+            "{}",
+            "\"\"",
+            "\" 5\"",
+            "\"1e400\"",
+            "1e19",
+        ] {
+            assert!(
+                bad(format!(r#"{{"numPerPage":{v}}}"#).as_bytes())
+                    .contains("numPerPage must be an integer"),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_use_the_full_64_bit_range() {
+        let r = ok(r#"{"beforeId":"9223372036854775807"}"#);
+        assert_eq!(r.cursor, Cursor::Before(i64::MAX));
+        let r = ok(r#"{"afterId":4294967296}"#);
+        assert_eq!(r.cursor, Cursor::After(4294967296));
+        assert!(bad(br#"{"beforeId":9223372036854775808}"#).contains("beforeId must be an integer"));
+    }
+
+    #[test]
+    fn cursor_rules() {
+        let cursor = |b: i64, a: i64| ok(&format!(r#"{{"beforeId":{b},"afterId":{a}}}"#)).cursor;
+        assert_eq!(cursor(0, 0), Cursor::Newest);
+        assert_eq!(cursor(-1, -1), Cursor::Newest);
+        assert_eq!(cursor(0, -1), Cursor::Newest);
+        assert_eq!(cursor(10, 5), Cursor::Before(10));
+        assert_eq!(cursor(10, -1), Cursor::Before(10));
+        assert_eq!(cursor(-1, 5), Cursor::After(5));
+        assert_eq!(cursor(-1, 0), Cursor::After(0));
+        // (fix) afterId alone works; the reference answers nothing.
+        assert_eq!(cursor(0, 5), Cursor::After(5));
+        assert!(bad(br#"{"beforeId":-2}"#).contains("beforeId must be -1"));
+        assert!(bad(br#"{"after_id":-5}"#).contains("after_id must be -1"));
+    }
+
+    #[test]
+    fn level_in_every_spelling() {
+        for (given, level) in [
+            ("", Level::All),
+            ("all", Level::All),
+            ("ALL", Level::All),
+            ("info", Level::Info),
+            ("INFO", Level::Info),
+            ("warn", Level::Warn),
+            ("WARN", Level::Warn),
+            ("warning", Level::Warn),
+            ("Warning", Level::Warn),
+            ("error", Level::Error),
+            ("ERROR", Level::Error),
+        ] {
+            assert_eq!(
+                ok(&format!(r#"{{"level":"{given}"}}"#)).level,
+                level,
+                "{given}"
+            );
+        }
+        assert!(bad(br#"{"level":"debug"}"#).contains("level must be one of ALL, INFO, WARN"));
+        assert!(bad(br#"{"level":5}"#).contains("level must be a string"));
+    }
+
+    #[test]
+    fn paging_bounds() {
+        assert!(bad(br#"{"numPerPage":-1}"#).contains("numPerPage must not be negative"));
+        assert!(bad(br#"{"num_per_page":1001}"#).contains("num_per_page must be at most 1000"));
+        assert_eq!(ok(r#"{"numPerPage":1000}"#).num_per_page, 1000);
+        assert!(bad(br#"{"page":-1}"#).contains("page must not be negative"));
+    }
+
+    #[test]
+    fn malformed_bodies_are_400s() {
+        assert!(bad(b"{").contains("not valid JSON"));
+        assert!(bad(b"[]").contains("must be a JSON object"));
+        assert!(bad(b"null").contains("must be a JSON object"));
+        assert!(bad(b"{\"flowJobName\":\"\xff\"}").contains("not valid JSON"));
+        let deep = "[".repeat(100_000);
+        assert!(bad(format!(r#"{{"x":{deep}"#).as_bytes()).contains("not valid JSON"));
+        // Beyond what a float holds: the JSON parser itself refuses it.
+        let digits = "9".repeat(400);
+        assert!(bad(format!(r#"{{"page":{digits}}}"#).as_bytes()).contains("number out of range"));
+    }
+}
