@@ -110,8 +110,8 @@ impl App {
             .as_ref()
             .map_or_else(ApiError::status, |_| StatusCode::OK);
         let request_id = context.map_or("", |c| c.request_id.as_str());
-        let total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let db_ms = outcome.db_time.map(|d| d.as_secs_f64() * 1000.0);
+        let total_ms = millis(started.elapsed());
+        let db_ms = outcome.db_time.map(millis);
         match &result {
             Err(e) if status.is_server_error() => {
                 warn!(request_id, status = status.as_u16(), error = %e.message(), db_ms, total_ms, "request failed")
@@ -164,6 +164,11 @@ impl App {
         outcome.total = Some(encoded.total);
         Ok(encoded.body)
     }
+}
+
+/// Milliseconds to the microsecond, for the log.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 /// The monotonic instant a little before Lambda's deadline.

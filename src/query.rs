@@ -59,7 +59,7 @@ pub fn plan(req: &LogsRequest) -> Plan {
                FROM names WHERE names.n IS NOT NULL), \
              flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
         ));
-        filters.push("flow_name = ANY((SELECT names FROM flows))".to_string());
+        filters.push("flow_name = ANY((SELECT names FROM flows)::text[])".to_string());
     }
     if let Some(error_type) = req.level.error_type() {
         let level = bind(Param::Text(error_type.into()));
