@@ -82,7 +82,7 @@ fn single_basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
         return None;
     }
     let value = value.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (scheme, token) = value.split_once([' ', '\t'])?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }

@@ -173,6 +173,13 @@ pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> 
             .map_or(camel, |(_, k)| k)
             .to_string()
     };
+    if flow_job_name.contains('\0') {
+        // Postgres text cannot hold NUL, so no mirror name does.
+        return Err(ApiError::bad_request(format!(
+            "{} must not contain NUL characters",
+            name(Field::FlowJobName, "flowJobName")
+        )));
+    }
     let level = Level::parse(&level).ok_or_else(|| {
         ApiError::bad_request("level must be one of ALL, INFO, WARN (or WARNING), ERROR, or empty")
     })?;
@@ -387,6 +394,11 @@ mod tests {
         }
         assert!(bad(br#"{"level":"debug"}"#).contains("level must be one of ALL, INFO, WARN"));
         assert!(bad(br#"{"level":5}"#).contains("level must be a string"));
+    }
+
+    #[test]
+    fn nul_in_the_mirror_name_is_refused() {
+        assert!(bad(br#"{"flowJobName":"a\u0000b"}"#).contains("flowJobName must not contain NUL"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL server from the machine's own server binaries,
 //! for local mode's demo catalog and for the tests. It listens on
-//! 127.0.0.1 only, trusts local connections, and is removed when stopped
-//! or when the process that started it dies, however it dies.
+//! 127.0.0.1 only, trusts its superuser and asks every other role for its
+//! password, and is removed when stopped or when the process that started
+//! it dies, however it dies.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -71,6 +72,13 @@ impl ThrowawayPg {
             ));
         }
 
+        // The superuser is trusted; every other role signs in with its password.
+        let hba = dir.join("data/pg_hba.conf");
+        fs::write(
+            &hba,
+            format!("local all all trust\nhost all {SUPERUSER} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"),
+        )
+        .map_err(|e| format!("cannot write pg_hba.conf: {e}"))?;
         let settings: Vec<String> = [
             "listen_addresses=127.0.0.1",
             "fsync=off",
@@ -98,11 +106,14 @@ impl ThrowawayPg {
         Ok(pg)
     }
 
-    /// Stops the server (fast shutdown) and starts it again on the same
-    /// port and data, as a Postgres restart in production would.
-    pub fn restart(&mut self) -> Result<(), String> {
+    /// Stops the server (fast shutdown), keeping its data and port.
+    pub fn halt(&mut self) {
         signal(self.child.id(), "INT");
         let _ = self.child.wait();
+    }
+
+    /// Starts a halted server again on the same port and data.
+    pub fn resume(&mut self) -> Result<(), String> {
         let (child, log_from) = spawn(&self.bin, &self.dir, self.port, self.owner, &self.settings)?;
         self.child = child;
         self.wait_until_ready(log_from)

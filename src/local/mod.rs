@@ -28,6 +28,7 @@ use crate::throwaway_pg::{ThrowawayPg, SUPERUSER};
 const DEMO_ROWS: i64 = 5000;
 const DEMO_MIRRORS: i32 = 6;
 const DEMO_READER: &str = "peerdb_logs_reader";
+const DEMO_READER_PASSWORD: &str = "demo-reader";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -42,7 +43,10 @@ pub async fn run() -> Result<(), BoxError> {
     let demo = if env("DATABASE_URL").is_none() && env("PEERDB_CATALOG_HOST").is_none() {
         println!("No DATABASE_URL or PEERDB_CATALOG_HOST: starting a demo catalog with {DEMO_ROWS} log lines...");
         let pg = start_demo_catalog().await?;
-        overrides.insert("DATABASE_URL", pg.url(DEMO_READER, "postgres"));
+        overrides.insert(
+            "DATABASE_URL",
+            pg.url(&format!("{DEMO_READER}:{DEMO_READER_PASSWORD}"), "postgres"),
+        );
         if env("PEERDB_PASSWORD").is_none() {
             overrides.insert("PEERDB_PASSWORD", "peerdb".to_string());
         }
@@ -125,7 +129,7 @@ async fn start_demo_catalog() -> Result<ThrowawayPg, BoxError> {
     client.batch_execute(demo::PEERDB_SCHEMA).await?;
     client
         .batch_execute(&format!(
-            "CREATE ROLE {DEMO_READER} LOGIN; {}",
+            "CREATE ROLE {DEMO_READER} LOGIN PASSWORD '{DEMO_READER_PASSWORD}'; {}",
             demo::reader_grants(DEMO_READER)
         ))
         .await?;

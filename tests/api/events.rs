@@ -1,0 +1,65 @@
+//! Every file in `events/` is a request users replay with `sam local
+//! invoke` or `cargo lambda invoke`: each must still get its answer.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn every_sample_event_gets_its_documented_answer() {
+    let catalog = TestCatalog::new().await;
+    catalog
+        .insert(&[
+            (
+                1,
+                "mirror_staging",
+                "error",
+                "failed to connect to Postgres",
+            ),
+            (2, "m", "info", "ok"),
+        ])
+        .await;
+    catalog
+        .insert(&[(
+            3,
+            "mirror_development",
+            "error",
+            "failed to push data to ClickHouse",
+        )])
+        .await;
+    let app = catalog.app(&[]);
+
+    let expected = |file: &str| match file {
+        "wrong-password.json" => Some(401),
+        "malformed-body.json" => Some(400),
+        "rest-api-stage.json"
+        | "http-api-default-stage.json"
+        | "http-api-named-stage.json"
+        | "alb.json"
+        | "function-url.json" => Some(200),
+        _ => None,
+    };
+    let dir = format!("{}/events", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let status = expected(&file)
+            .unwrap_or_else(|| panic!("events/{file} has no expected answer in this test"));
+        let reply = invoke(&app, &std::fs::read_to_string(&path).unwrap()).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "events/{file}: {}",
+            reply.json
+        );
+        if status == 200 {
+            // The docs' body: errors only, two per page, newest first.
+            assert_eq!(reply.ids(), vec![3, 1], "events/{file}");
+            assert_eq!((reply.total(), reply.page()), (2, 1));
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 7);
+}

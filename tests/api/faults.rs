@@ -1,0 +1,200 @@
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_http::{Context, RequestExt};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_catalog_that_refuses_connections_is_a_503() {
+    let catalog = TestCatalog::new().await;
+    let url = format!("postgres://nobody@127.0.0.1:{}/none", closed_port());
+    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    let started = Instant::now();
+    let message = send(&app, Call::logs(json!({}))).await.error(503, 14);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        !message.contains("127.0.0.1") && !message.contains(&url),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_catalog_that_never_answers_is_a_503_within_the_connect_timeout() {
+    // Accepts connections and says nothing, like a black-holed route.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let catalog = TestCatalog::new().await;
+    let app = catalog.app(&[
+        (
+            "DATABASE_URL",
+            &format!("postgres://nobody@127.0.0.1:{port}/none"),
+        ),
+        ("PEERDB_CATALOG_CONNECT_TIMEOUT_MS", "500"),
+    ]);
+    let started = Instant::now();
+    send(&app, Call::logs(json!({}))).await.error(503, 14);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    held.abort();
+}
+
+/// Holds an exclusive lock on the table until dropped, so that any read
+/// of it waits: a query that runs as long as the test wants.
+async fn lock_table(catalog: &TestCatalog) {
+    catalog
+        .admin
+        .batch_execute("BEGIN; LOCK TABLE peerdb_stats.flow_errors IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+}
+
+async fn active_reads(catalog: &TestCatalog) -> i64 {
+    catalog
+        .admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE usename = $1 AND datname = current_database() AND state <> 'idle'",
+            &[&READER],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_query_past_its_time_limit_is_a_504_and_is_cancelled_on_the_server() {
+    let catalog = TestCatalog::new().await;
+    catalog.insert_many(10, &["m"]).await;
+    let app = catalog.app(&[("PEERDB_CATALOG_STATEMENT_TIMEOUT_MS", "300")]);
+    assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![10]);
+
+    lock_table(&catalog).await;
+    let started = Instant::now();
+    let message = send(&app, Call::logs(json!({"numPerPage": 1})))
+        .await
+        .error(504, 4);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(message, "the query ran past its time limit");
+    assert_eq!(
+        active_reads(&catalog).await,
+        0,
+        "the query still runs on the server"
+    );
+
+    catalog.admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![10]);
+}
+
+#[tokio::test]
+async fn near_the_lambda_deadline_the_answer_is_a_504_in_time() {
+    let catalog = TestCatalog::new().await;
+    catalog.insert_many(10, &["m"]).await;
+    let app = catalog.app(&[]);
+    lock_table(&catalog).await;
+
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut context = Context::default();
+    context.deadline = now_ms + 1000;
+    context.request_id = "deadline-test".into();
+    let event = Call::logs(json!({"numPerPage": 1})).event(Source::HttpApiDefault);
+    let request = lambda_http::request::from_str(&event)
+        .unwrap()
+        .with_lambda_context(context);
+    let started = Instant::now();
+    let response = app.handle(request).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 504);
+    assert!(
+        took < Duration::from_millis(950),
+        "answered after {took:?}, past the deadline"
+    );
+    assert_eq!(active_reads(&catalog).await, 0);
+    catalog.admin.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_terminated_pooled_connection_is_replaced_unseen() {
+    let catalog = TestCatalog::new().await;
+    catalog.insert_many(5, &["m"]).await;
+    let app = catalog.app(&[]);
+    assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![5]);
+    let killed: i64 = catalog
+        .admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1 AND datname = current_database()",
+            &[&READER],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![5]);
+}
+
+#[tokio::test]
+async fn postgres_restarted_between_two_requests_is_unseen() {
+    let (mut pg, url) = dedicated_catalog(3).await;
+    let catalog = TestCatalog::new().await;
+    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    assert_eq!(
+        logs(&app, json!({"numPerPage": 5})).await.ids(),
+        vec![3, 2, 1]
+    );
+    pg.halt();
+    pg.resume().unwrap();
+    assert_eq!(
+        logs(&app, json!({"numPerPage": 5})).await.ids(),
+        vec![3, 2, 1]
+    );
+}
+
+#[tokio::test]
+async fn a_catalog_that_is_down_is_a_503_then_served_once_it_is_up() {
+    let (mut pg, url) = dedicated_catalog(2).await;
+    let catalog = TestCatalog::new().await;
+    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    assert_eq!(logs(&app, json!({"numPerPage": 5})).await.ids(), vec![2, 1]);
+    pg.halt();
+    send(&app, Call::logs(json!({}))).await.error(503, 14);
+    pg.resume().unwrap();
+    assert_eq!(logs(&app, json!({"numPerPage": 5})).await.ids(), vec![2, 1]);
+}
+
+#[tokio::test]
+async fn wrong_catalog_credentials_are_a_500_that_shows_no_secret() {
+    let catalog = TestCatalog::new().await;
+    let url = catalog
+        .reader_url()
+        .replace(READER_PASSWORD, "not-the-password");
+    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    let message = send(&app, Call::logs(json!({}))).await.error(500, 13);
+    assert!(
+        !message.contains("not-the-password") && !message.contains(READER),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn an_unconfigured_catalog_is_a_500() {
+    let catalog = TestCatalog::new().await;
+    let app = catalog.app(&[("DATABASE_URL", "")]);
+    let message = send(&app, Call::logs(json!({}))).await.error(500, 13);
+    assert!(message.contains("not configured"), "{message}");
+}

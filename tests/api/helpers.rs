@@ -1,0 +1,484 @@
+//! Test harness: one throwaway Postgres per test run (or the server named
+//! by `TEST_DATABASE_URL`, a superuser URL), a fresh database per test
+//! with PeerDB's schema, and the function reading it as a role that has
+//! only `SELECT` on the table. Requests go in as real Lambda events,
+//! through `lambda_http`'s own deserialization.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use base64::Engine;
+use lambda_http::http::{HeaderMap, StatusCode};
+use lambda_http::{Body, Request};
+use peerdb_mirror_logs::config;
+use peerdb_mirror_logs::handler::App;
+use peerdb_mirror_logs::local::demo::{reader_grants, PEERDB_SCHEMA};
+use peerdb_mirror_logs::throwaway_pg::{ThrowawayPg, SUPERUSER};
+use serde_json::{json, Value};
+use tokio_postgres::{Client, NoTls};
+
+pub const READER: &str = "logs_reader";
+pub const READER_PASSWORD: &str = "reader-pw";
+pub const TEMPLATE: &str = "peerdb_template";
+/// The docs' password and header.
+pub const AUTH: &str = "Basic OnBlZXJkYg==";
+
+struct Cluster {
+    /// `host:port` and the superuser's credentials, as a URL prefix.
+    admin: tokio_postgres::Config,
+    _server: Option<ThrowawayPg>,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let (admin, server) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => (
+                url.parse::<tokio_postgres::Config>()
+                    .expect("TEST_DATABASE_URL is a Postgres URL"),
+                None,
+            ),
+            Err(_) => {
+                let pg = ThrowawayPg::start(&["max_connections=300"])
+                    .expect("start a throwaway Postgres");
+                (pg.url(SUPERUSER, "postgres").parse().unwrap(), Some(pg))
+            }
+        };
+        // The template database and the reader role, made once per run on
+        // a thread of its own (tests each have their own runtime).
+        let setup = admin.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let client = connect(&setup).await;
+                    client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE}"))
+                        .await
+                        .unwrap();
+                    client
+                        .batch_execute(&format!(
+                            "DO $$ BEGIN
+                           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
+                             CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}';
+                           END IF;
+                         END $$"
+                        ))
+                        .await
+                        .unwrap();
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
+                        .await
+                        .unwrap();
+                    let mut in_template = setup.clone();
+                    in_template.dbname(TEMPLATE);
+                    let template = connect(&in_template).await;
+                    template.batch_execute(PEERDB_SCHEMA).await.unwrap();
+                    template
+                        .batch_execute(&reader_grants(READER))
+                        .await
+                        .unwrap();
+                })
+        })
+        .join()
+        .unwrap();
+        Cluster {
+            admin,
+            _server: server,
+        }
+    })
+}
+
+pub async fn connect(config: &tokio_postgres::Config) -> Client {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .expect("connect to the test Postgres");
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database holding PeerDB's schema, for one test.
+pub struct TestCatalog {
+    pub name: String,
+    /// A superuser connection to the test's database, to arrange data.
+    pub admin: Client,
+}
+
+impl TestCatalog {
+    pub async fn new() -> TestCatalog {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let cluster = cluster();
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let postgres = connect(&cluster.admin).await;
+        postgres
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .await
+            .unwrap();
+        let mut config = cluster.admin.clone();
+        config.dbname(&name);
+        TestCatalog {
+            admin: connect(&config).await,
+            name,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        cluster().admin.get_ports()[0]
+    }
+
+    /// The URL the function uses: the read-only role.
+    pub fn reader_url(&self) -> String {
+        let host = match &cluster().admin.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("tests need a TCP host, not {other:?}"),
+        };
+        format!(
+            "postgres://{READER}:{READER_PASSWORD}@{host}:{}/{}",
+            self.port(),
+            self.name
+        )
+    }
+
+    /// The function, configured for this catalog plus `extra` settings.
+    pub fn app(&self, extra: &[(&str, &str)]) -> App {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), self.reader_url()),
+            ("PEERDB_PASSWORD".into(), "peerdb".into()),
+        ]);
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        App::new(config::from_vars(|k| vars.get(k).cloned()))
+    }
+
+    /// Inserts rows `(id, flow_name, error_type, message)`, timestamped
+    /// `id % 1000000` seconds after 2025-06-03 17:35:00 UTC.
+    pub async fn insert(&self, rows: &[(i64, &str, &str, &str)]) {
+        for (id, flow, kind, message) in rows {
+            self.admin
+                .execute(
+                    "INSERT INTO peerdb_stats.flow_errors (id, flow_name, error_type, error_message, error_timestamp)
+                     OVERRIDING SYSTEM VALUE
+                     VALUES ($1::int8, $2, $3, $4, TIMESTAMP '2025-06-03 17:35:00' + make_interval(secs => ($1::int8 % 1000000)::float8))",
+                    &[id, flow, kind, message],
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Inserts `n` rows with ids 1..=n, cycling through `flows` and the
+    /// three types, as PeerDB would write them.
+    pub async fn insert_many(&self, n: i64, flows: &[&str]) {
+        let flows: Vec<String> = flows.iter().map(|f| f.to_string()).collect();
+        self.admin
+            .execute(
+                "INSERT INTO peerdb_stats.flow_errors (id, flow_name, error_type, error_message, error_timestamp)
+                 OVERRIDING SYSTEM VALUE
+                 SELECT g, ($2::text[])[1 + g % array_length($2::text[], 1)],
+                        (ARRAY['info','warn','error'])[1 + g % 3], 'message ' || g,
+                        TIMESTAMP '2025-06-03 17:35:00' + make_interval(secs => g)
+                 FROM generate_series(1, $1::int8) g",
+                &[&n, &flows],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestCatalog {
+    fn drop(&mut self) {
+        // Leave an external server as it was found.
+        if cluster()._server.is_none() {
+            let admin = cluster().admin.clone();
+            let name = self.name.clone();
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async move {
+                        let client = connect(&admin).await;
+                        let _ = client
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    })
+            })
+            .join();
+        }
+    }
+}
+
+/// How the request reaches Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// API Gateway REST API, payload 1.0, stage `prod`.
+    RestApi,
+    /// HTTP API, payload 2.0, `$default` stage.
+    HttpApiDefault,
+    /// HTTP API, payload 2.0, stage `prod` in `rawPath`.
+    HttpApiNamed,
+    Alb,
+    FunctionUrl,
+}
+
+pub const SOURCES: [Source; 5] = [
+    Source::RestApi,
+    Source::HttpApiDefault,
+    Source::HttpApiNamed,
+    Source::Alb,
+    Source::FunctionUrl,
+];
+
+/// A request to send: built into a real event of any source.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub base64: bool,
+}
+
+impl Call {
+    /// `POST /api/v1/mirrors/logs` with the docs' credentials and `body`.
+    pub fn logs(body: Value) -> Call {
+        Call::raw(body.to_string().as_bytes())
+    }
+
+    pub fn raw(body: &[u8]) -> Call {
+        Call {
+            method: "POST".into(),
+            path: "/api/v1/mirrors/logs".into(),
+            headers: vec![
+                ("authorization".into(), AUTH.into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: Some(body.to_vec()),
+            base64: false,
+        }
+    }
+
+    pub fn without_header(mut self, name: &str) -> Call {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Call {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn auth(self, value: &str) -> Call {
+        self.without_header("authorization")
+            .header("authorization", value)
+    }
+
+    pub fn method(mut self, method: &str) -> Call {
+        self.method = method.into();
+        self
+    }
+
+    pub fn path(mut self, path: &str) -> Call {
+        self.path = path.into();
+        self
+    }
+
+    pub fn base64(mut self) -> Call {
+        self.base64 = true;
+        self
+    }
+
+    /// The Lambda event JSON for `source`, from the matching file in
+    /// `events/`, with this call's method, path, headers and body.
+    pub fn event(&self, source: Source) -> String {
+        let file = match source {
+            Source::RestApi => "rest-api-stage.json",
+            Source::HttpApiDefault => "http-api-default-stage.json",
+            Source::HttpApiNamed => "http-api-named-stage.json",
+            Source::Alb => "alb.json",
+            Source::FunctionUrl => "function-url.json",
+        };
+        let mut e: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap(),
+        )
+        .unwrap();
+        let (m, p) = (self.method.as_str(), self.path.as_str());
+        let mut single = serde_json::Map::new();
+        let mut multi: serde_json::Map<String, Value> = serde_json::Map::new();
+        for (name, value) in &self.headers {
+            let key = name.to_ascii_lowercase();
+            // HTTP APIs join repeated headers with commas; the others keep the last.
+            let joined = match (source, single.get(&key)) {
+                (
+                    Source::HttpApiDefault | Source::HttpApiNamed | Source::FunctionUrl,
+                    Some(Value::String(prev)),
+                ) => {
+                    format!("{prev},{value}")
+                }
+                _ => value.clone(),
+            };
+            single.insert(key.clone(), json!(joined));
+            multi
+                .entry(key)
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+                .unwrap()
+                .push(json!(value));
+        }
+        e["headers"] = Value::Object(single);
+        match source {
+            Source::RestApi => {
+                e["httpMethod"] = json!(m);
+                e["path"] = json!(p);
+                e["resource"] = json!(p);
+                e["multiValueHeaders"] = Value::Object(multi);
+                e["requestContext"]["httpMethod"] = json!(m);
+                e["requestContext"]["path"] = json!(format!("/prod{p}"));
+                e["requestContext"]["resourcePath"] = json!(p);
+            }
+            Source::HttpApiDefault | Source::FunctionUrl | Source::HttpApiNamed => {
+                let raw = if source == Source::HttpApiNamed {
+                    format!("/prod{p}")
+                } else {
+                    p.to_string()
+                };
+                e["rawPath"] = json!(raw);
+                e["requestContext"]["http"]["method"] = json!(m);
+                e["requestContext"]["http"]["path"] = json!(raw);
+            }
+            Source::Alb => {
+                e["httpMethod"] = json!(m);
+                e["path"] = json!(p);
+            }
+        }
+        match &self.body {
+            None => e["body"] = Value::Null,
+            Some(b) if self.base64 => {
+                e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Some(b) => {
+                e["body"] = json!(
+                    String::from_utf8(b.clone()).expect("a text body; use base64() for bytes")
+                )
+            }
+        }
+        e["isBase64Encoded"] = json!(self.base64);
+        e.to_string()
+    }
+}
+
+/// What a caller gets back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    /// The ids of the rows returned, in order.
+    pub fn ids(&self) -> Vec<i64> {
+        self.json["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors array: {}", self.json))
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    pub fn total(&self) -> i64 {
+        self.json["total"].as_i64().unwrap()
+    }
+
+    pub fn page(&self) -> i64 {
+        self.json["page"].as_i64().unwrap()
+    }
+
+    /// Asserts the spec's error shape and returns the message.
+    pub fn error(&self, status: u16, code: i64) -> String {
+        assert_eq!(self.status.as_u16(), status, "{}", self.json);
+        assert_eq!(self.headers["content-type"], "application/json");
+        let obj = self.json.as_object().unwrap();
+        assert_eq!(obj.len(), 3, "{}", self.json);
+        assert_eq!(self.json["code"], code, "{}", self.json);
+        assert_eq!(self.json["details"], json!([]));
+        self.json["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// Sends a Lambda event through `lambda_http`'s deserialization and the
+/// handler.
+pub async fn invoke(app: &App, event: &str) -> Reply {
+    let request: Request = lambda_http::request::from_str(event).expect("a valid Lambda event");
+    let response = app.handle(request).await;
+    let (parts, body) = response.into_parts();
+    let text = match body {
+        Body::Text(t) => t,
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        json: serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+    }
+}
+
+/// `call` as an HTTP API `$default` event.
+pub async fn send(app: &App, call: Call) -> Reply {
+    invoke(app, &call.event(Source::HttpApiDefault)).await
+}
+
+/// Shorthand: a logs request with `body`, answered 200; the reply.
+pub async fn logs(app: &App, body: Value) -> Reply {
+    let reply = send(app, Call::logs(body.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{body} -> {}", reply.json);
+    reply
+}
+
+/// A Postgres of the test's own, for tests that stop or restart it,
+/// holding PeerDB's schema with `rows` rows; and the reader's URL.
+pub async fn dedicated_catalog(rows: i64) -> (ThrowawayPg, String) {
+    let pg = tokio::task::spawn_blocking(|| {
+        ThrowawayPg::start(&[]).expect("start a throwaway Postgres")
+    })
+    .await
+    .unwrap();
+    let admin = connect(&pg.url(SUPERUSER, "postgres").parse().unwrap()).await;
+    admin
+        .batch_execute(&format!(
+            "{PEERDB_SCHEMA} CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'; {}",
+            reader_grants(READER)
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
+             SELECT 'm', 'message ' || g, 'info' FROM generate_series(1, $1::int8) g",
+            &[&rows],
+        )
+        .await
+        .unwrap();
+    let url = format!(
+        "postgres://{READER}:{READER_PASSWORD}@127.0.0.1:{}/postgres",
+        pg.port()
+    );
+    (pg, url)
+}
+
+/// A free TCP port on 127.0.0.1 with nothing listening on it.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,181 @@
+//! Local mode, as users run it: the real binary serving HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+/// The request PeerDB's docs show, byte for byte as curl sends it.
+const DOCS_BODY: &str = "{\n  \"level\": \"error\",\n  \"flowJobName\": \"\",\n  \"beforeId\": -1,\n  \"afterId\": -1,\n  \"numPerPage\": 2,\n  \"page\": 0\n}\n  ";
+
+struct Server {
+    child: Child,
+    port: u16,
+    output: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts the binary with `env` and waits for its "Serving" line.
+    fn start(env: &[(&str, &str)]) -> Server {
+        let port = closed_port();
+        let (child, stdout) = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+            .env_remove("DATABASE_URL")
+            .env_remove("PEERDB_CATALOG_HOST")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(|mut child| {
+                let stdout = child.stdout.take().unwrap();
+                (child, stdout)
+            })
+            .unwrap();
+        let (tx, output) = std::sync::mpsc::channel();
+        let stdout = BufReader::new(stdout);
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = output
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server says it is serving");
+            if line.starts_with("Serving PeerDB mirror logs on http://localhost:") {
+                return Server {
+                    child,
+                    port,
+                    output,
+                };
+            }
+        }
+    }
+
+    /// Sends raw HTTP/1.1 and returns (status, body).
+    async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let request = format!(
+            "{head}\r\nHost: localhost:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // A server that answers early may close before taking it all.
+        let _ = stream.write_all(body).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response);
+        let status = text[9..12].parse().unwrap();
+        let json = text.split_once("\r\n\r\n").map_or(Value::Null, |(_, b)| {
+            serde_json::from_str(b).unwrap_or(Value::Null)
+        });
+        (status, json)
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    fn terminate(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        drop(self.output);
+    }
+}
+
+const DOCS_HEAD: &str = "POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Basic OnBlZXJkYg==\r\nContent-Type: application/json";
+
+#[tokio::test]
+async fn local_mode_serves_a_configured_catalog_over_http() {
+    let catalog = TestCatalog::new().await;
+    catalog
+        .insert(&[
+            (1, "mirror_staging", "error", "e1"),
+            (2, "m", "info", "i"),
+            (3, "mirror_development", "error", "e2"),
+        ])
+        .await;
+    let server = Server::start(&[
+        ("DATABASE_URL", &catalog.reader_url()),
+        ("PEERDB_PASSWORD", "peerdb"),
+    ]);
+
+    let (status, json) = server.request(DOCS_HEAD, DOCS_BODY.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 1]
+    );
+    assert_eq!(
+        (json["total"].as_i64(), json["page"].as_i64()),
+        (Some(2), Some(1))
+    );
+
+    let (status, json) = server
+        .request(
+            "POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Basic Ondyb25n",
+            b"{}",
+        )
+        .await;
+    assert_eq!((status, json["code"].as_i64()), (401, Some(16)));
+
+    // 10 MB is refused at the bound, not read to the end.
+    let big = vec![b' '; 10 * 1024 * 1024];
+    let (status, json) = server.request(DOCS_HEAD, &big).await;
+    assert_eq!((status, json["code"].as_i64()), (413, Some(3)));
+
+    let (status, _) = server
+        .request("GET /api/v1/mirrors/logs HTTP/1.1", b"")
+        .await;
+    assert_eq!(status, 405);
+    let (status, _) = server.request("POST /elsewhere HTTP/1.1", b"").await;
+    assert_eq!(status, 404);
+    server.terminate();
+}
+
+#[tokio::test]
+async fn with_no_catalog_configured_local_mode_serves_a_demo_catalog_and_removes_it() {
+    let server = Server::start(&[("PEERDB_PASSWORD", "")]);
+    let (status, json) = server.request(DOCS_HEAD, DOCS_BODY.as_bytes()).await;
+    assert_eq!(status, 200, "{json}");
+    let rows = json["errors"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["errorType"] == "error"));
+    assert!(json["total"].as_i64().unwrap() > 100, "{json}");
+    let (_, all) = server.request(DOCS_HEAD, br#"{"numPerPage": 0}"#).await;
+    assert_eq!(all["total"], 5000);
+    let (_, clones) = server
+        .request(DOCS_HEAD, br#"{"flowJobName": "clone_", "numPerPage": 0}"#)
+        .await;
+    assert!(clones["total"].as_i64().unwrap() > 0);
+
+    let pid = server.child.id();
+    server.terminate();
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("peerdb-mirror-logs-pg-{pid}-"))
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the demo catalog was left behind: {leftovers:?}"
+    );
+}

@@ -1,0 +1,14 @@
+//! The function end to end: real Lambda events in, the caller's response
+//! out, against a real Postgres holding PeerDB's schema.
+
+mod helpers;
+
+mod auth;
+mod decoding;
+mod events;
+mod faults;
+mod filters;
+mod limits;
+mod local_mode;
+mod paging;
+mod routing;
