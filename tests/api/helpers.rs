@@ -2,7 +2,9 @@
 //! by `TEST_DATABASE_URL`, a superuser URL), a fresh database per test
 //! with PeerDB's schema, and the function reading it as a role that has
 //! only `SELECT` on the table. Requests go in as real Lambda events,
-//! through `lambda_http`'s own deserialization.
+//! through `lambda_http`'s own deserialization. With `TEST_VIA_PGBOUNCER=1`
+//! the function reaches the catalog through a PgBouncer in transaction
+//! pooling mode; the tests' own admin connection stays direct.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,8 @@ use peerdb_mirror_logs::throwaway_pg::{ThrowawayPg, SUPERUSER};
 use serde_json::{json, Value};
 use tokio_postgres::{Client, NoTls};
 
+use crate::pgbouncer::PgBouncer;
+
 pub const READER: &str = "logs_reader";
 pub const READER_PASSWORD: &str = "reader-pw";
 pub const TEMPLATE: &str = "peerdb_template";
@@ -28,6 +32,7 @@ struct Cluster {
     /// `host:port` and the superuser's credentials, as a URL prefix.
     admin: tokio_postgres::Config,
     _server: Option<ThrowawayPg>,
+    bouncer: Option<PgBouncer>,
 }
 
 fn cluster() -> &'static Cluster {
@@ -85,9 +90,13 @@ fn cluster() -> &'static Cluster {
         })
         .join()
         .unwrap();
+        let bouncer = std::env::var("TEST_VIA_PGBOUNCER")
+            .is_ok_and(|v| v == "1")
+            .then(|| PgBouncer::start(admin.get_ports()[0], &[(READER, READER_PASSWORD)], 20));
         Cluster {
             admin,
             _server: server,
+            bouncer,
         }
     })
 }
@@ -134,15 +143,18 @@ impl TestCatalog {
         cluster().admin.get_ports()[0]
     }
 
-    /// The URL the function uses: the read-only role.
+    /// The URL the function uses: the read-only role, through PgBouncer
+    /// when the run asks for it.
     pub fn reader_url(&self) -> String {
-        let host = match &cluster().admin.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            other => panic!("tests need a TCP host, not {other:?}"),
+        let (host, port) = match &cluster().bouncer {
+            Some(bouncer) => ("127.0.0.1".to_string(), bouncer.port),
+            None => match &cluster().admin.get_hosts()[0] {
+                tokio_postgres::config::Host::Tcp(h) => (h.clone(), self.port()),
+                other => panic!("tests need a TCP host, not {other:?}"),
+            },
         };
         format!(
-            "postgres://{READER}:{READER_PASSWORD}@{host}:{}/{}",
-            self.port(),
+            "postgres://{READER}:{READER_PASSWORD}@{host}:{port}/{}",
             self.name
         )
     }
@@ -386,12 +398,7 @@ pub struct Reply {
 impl Reply {
     /// The ids of the rows returned, in order.
     pub fn ids(&self) -> Vec<i64> {
-        self.json["errors"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no errors array: {}", self.json))
-            .iter()
-            .map(|r| r["id"].as_i64().unwrap())
-            .collect()
+        ids_of(&self.json)
     }
 
     pub fn total(&self) -> i64 {
@@ -412,6 +419,16 @@ impl Reply {
         assert_eq!(self.json["details"], json!([]));
         self.json["message"].as_str().unwrap().to_string()
     }
+}
+
+/// The ids of the rows in a response body, in order.
+pub fn ids_of(json: &Value) -> Vec<i64> {
+    json["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array: {json}"))
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
 }
 
 /// Sends a Lambda event through `lambda_http`'s deserialization and the

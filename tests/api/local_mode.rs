@@ -12,7 +12,8 @@ use crate::helpers::*;
 /// The request PeerDB's docs show, byte for byte as curl sends it.
 const DOCS_BODY: &str = "{\n  \"level\": \"error\",\n  \"flowJobName\": \"\",\n  \"beforeId\": -1,\n  \"afterId\": -1,\n  \"numPerPage\": 2,\n  \"page\": 0\n}\n  ";
 
-struct Server {
+/// The real binary in local mode.
+pub struct Server {
     child: Child,
     port: u16,
     output: std::sync::mpsc::Receiver<String>,
@@ -20,7 +21,7 @@ struct Server {
 
 impl Server {
     /// Starts the binary with `env` and waits for its "Serving" line.
-    fn start(env: &[(&str, &str)]) -> Server {
+    pub fn start(env: &[(&str, &str)]) -> Server {
         let port = closed_port();
         let (child, stdout) = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
             .env_remove("DATABASE_URL")
@@ -58,7 +59,7 @@ impl Server {
     }
 
     /// Sends raw HTTP/1.1 and returns (status, body).
-    async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
+    pub async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
@@ -81,7 +82,7 @@ impl Server {
     }
 
     /// SIGTERM, and waits for a clean exit.
-    fn terminate(mut self) {
+    pub fn terminate(mut self) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -92,7 +93,7 @@ impl Server {
     }
 }
 
-const DOCS_HEAD: &str = "POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Basic OnBlZXJkYg==\r\nContent-Type: application/json";
+pub const DOCS_HEAD: &str = "POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Basic OnBlZXJkYg==\r\nContent-Type: application/json";
 
 #[tokio::test]
 async fn local_mode_serves_a_configured_catalog_over_http() {
