@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use lambda_http::http::{HeaderMap, StatusCode};
@@ -38,6 +38,7 @@ struct Cluster {
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
+        search_every_log_line();
         let (admin, server) = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) => (
                 url.parse::<tokio_postgres::Config>()
@@ -441,6 +442,8 @@ pub async fn invoke(app: &App, event: &str) -> Reply {
         Body::Text(t) => t,
         other => panic!("expected a text body, got {other:?}"),
     };
+    check_for_secrets(&text);
+    assert_no_secret_leaked();
     Reply {
         status: parts.status,
         headers: parts.headers,
@@ -498,4 +501,88 @@ pub fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+// Logs: every line any test makes the function write is searched for
+// secrets, and a test can capture the lines written on its own thread.
+
+/// What no log line or error body may hold: the catalog passwords the
+/// tests configure (faults.rs's wrong one too). The API password most
+/// tests use is the docs' public one, which the demo prints on purpose;
+/// security.rs checks a secret one.
+const SECRETS: [&str; 2] = [READER_PASSWORD, "not-the-password"];
+
+static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records `text` if it holds one of the secrets.
+pub fn check_for_secrets(text: &str) {
+    if SECRETS.iter().any(|s| text.contains(s)) {
+        LEAKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text.to_string());
+    }
+}
+
+pub fn assert_no_secret_leaked() {
+    let leaks = LEAKS.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(leaks.is_empty(), "secrets in the log or a body: {leaks:?}");
+}
+
+/// Where the function's log lines go in tests: searched, and kept when a
+/// test captures them.
+#[derive(Clone)]
+struct LogSink(Option<Arc<Mutex<String>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        check_for_secrets(&text);
+        if let Some(kept) = &self.0 {
+            kept.lock().unwrap().push_str(&text);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The format the function logs in, at DEBUG (more than it logs in
+/// production), into `sink`.
+fn log_subscriber(sink: LogSink) -> impl tracing::Subscriber + Send + Sync {
+    lambda_http::tracing::subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish()
+}
+
+fn search_every_log_line() {
+    let _ = tracing::subscriber::set_global_default(log_subscriber(LogSink(None)));
+}
+
+/// The log lines written on this thread (all of a `#[tokio::test]`'s
+/// tasks) while it is alive, instead of the global sink.
+pub struct LogCapture {
+    kept: Arc<Mutex<String>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        let kept = Arc::new(Mutex::new(String::new()));
+        let guard = tracing::subscriber::set_default(log_subscriber(LogSink(Some(kept.clone()))));
+        LogCapture {
+            kept,
+            _guard: guard,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.kept.lock().unwrap().clone()
+    }
 }

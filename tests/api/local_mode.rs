@@ -41,6 +41,7 @@ impl Server {
         let stdout = BufReader::new(stdout);
         std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
+                check_for_secrets(&line);
                 let _ = tx.send(line);
             }
         });
@@ -81,15 +82,26 @@ impl Server {
         (status, json)
     }
 
-    /// SIGTERM, and waits for a clean exit.
-    pub fn terminate(mut self) {
+    /// SIGTERM, and waits for a clean exit; what it logged after it
+    /// started serving, which holds no secret.
+    pub fn terminate(mut self) -> Vec<String> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
-        drop(self.output);
+        let logged = self.output.iter().collect();
+        assert_no_secret_leaked();
+        logged
+    }
+}
+
+/// A test that fails before `terminate` leaves no server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
