@@ -27,16 +27,6 @@ impl ThrowawayPg {
     /// Creates and starts a cluster; blocks until it accepts connections.
     /// `settings` are extra `name=value` server settings.
     pub fn start(settings: &[&str]) -> Result<ThrowawayPg, String> {
-        // The superuser is trusted; every other role signs in with its password.
-        ThrowawayPg::start_with_hba(
-            settings,
-            &format!("host all {SUPERUSER} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"),
-        )
-    }
-
-    /// As `start`, with `hba` as the TCP lines of `pg_hba.conf` (the Unix
-    /// socket always trusts everyone).
-    pub fn start_with_hba(settings: &[&str], hba: &str) -> Result<ThrowawayPg, String> {
         let bin = find_server_binaries()?;
         let dir = std::env::temp_dir().join(format!(
             "peerdb-mirror-logs-pg-{}-{}",
@@ -82,9 +72,11 @@ impl ThrowawayPg {
             ));
         }
 
+        // The superuser is trusted; every other role signs in with its password.
+        let hba = dir.join("data/pg_hba.conf");
         fs::write(
-            dir.join("data/pg_hba.conf"),
-            format!("local all all trust\n{hba}"),
+            &hba,
+            format!("local all all trust\nhost all {SUPERUSER} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"),
         )
         .map_err(|e| format!("cannot write pg_hba.conf: {e}"))?;
         let settings: Vec<String> = [

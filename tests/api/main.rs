@@ -13,3 +13,4 @@ mod local_mode;
 mod paging;
 mod pgbouncer;
 mod routing;
+mod tls;
