@@ -466,8 +466,15 @@ pub async fn logs(app: &App, body: Value) -> Reply {
 /// A Postgres of the test's own, for tests that stop or restart it,
 /// holding PeerDB's schema with `rows` rows; and the reader's URL.
 pub async fn dedicated_catalog(rows: i64) -> (ThrowawayPg, String) {
-    let pg = tokio::task::spawn_blocking(|| {
-        ThrowawayPg::start(&[]).expect("start a throwaway Postgres")
+    dedicated_catalog_with(&[], rows).await
+}
+
+/// As `dedicated_catalog`, with extra server `settings`.
+pub async fn dedicated_catalog_with(settings: &[&str], rows: i64) -> (ThrowawayPg, String) {
+    let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+    let pg = tokio::task::spawn_blocking(move || {
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        ThrowawayPg::start(&settings).expect("start a throwaway Postgres")
     })
     .await
     .unwrap();

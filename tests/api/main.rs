@@ -13,4 +13,5 @@ mod local_mode;
 mod paging;
 mod pgbouncer;
 mod routing;
+mod security;
 mod tls;
