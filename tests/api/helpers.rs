@@ -93,7 +93,10 @@ fn cluster() -> &'static Cluster {
         .unwrap();
         let bouncer = std::env::var("TEST_VIA_PGBOUNCER")
             .is_ok_and(|v| v == "1")
-            .then(|| PgBouncer::start(admin.get_ports()[0], &[(READER, READER_PASSWORD)], 20));
+            .then(|| {
+                let server = (tcp_host(&admin), admin.get_ports()[0]);
+                PgBouncer::start((&server.0, server.1), &[(READER, READER_PASSWORD)], 20)
+            });
         Cluster {
             admin,
             _server: server,
@@ -109,6 +112,18 @@ pub async fn connect(config: &tokio_postgres::Config) -> Client {
         .expect("connect to the test Postgres");
     tokio::spawn(connection);
     client
+}
+
+/// The test server's host name.
+pub fn server_host() -> String {
+    tcp_host(&cluster().admin)
+}
+
+fn tcp_host(config: &tokio_postgres::Config) -> String {
+    match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("tests need a TCP host, not {other:?}"),
+    }
 }
 
 /// A fresh database holding PeerDB's schema, for one test.
@@ -149,10 +164,7 @@ impl TestCatalog {
     pub fn reader_url(&self) -> String {
         let (host, port) = match &cluster().bouncer {
             Some(bouncer) => ("127.0.0.1".to_string(), bouncer.port),
-            None => match &cluster().admin.get_hosts()[0] {
-                tokio_postgres::config::Host::Tcp(h) => (h.clone(), self.port()),
-                other => panic!("tests need a TCP host, not {other:?}"),
-            },
+            None => (server_host(), self.port()),
         };
         format!(
             "postgres://{READER}:{READER_PASSWORD}@{host}:{port}/{}",

@@ -22,12 +22,12 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer on 127.0.0.1 in front of the Postgres on
-    /// `server_port`, every database passed through, signing in the given
+    /// Starts PgBouncer on 127.0.0.1 in front of the Postgres at
+    /// `server` (`host`, `port`), every database passed through, signing in the given
     /// `(user, password)`s with SCRAM and opening at most `pool_size`
     /// server connections per database and user; blocks until it accepts
     /// connections.
-    pub fn start(server_port: u16, users: &[(&str, &str)], pool_size: u32) -> PgBouncer {
+    pub fn start(server: (&str, u16), users: &[(&str, &str)], pool_size: u32) -> PgBouncer {
         let port = closed_port();
         let dir = std::env::temp_dir().join(format!(
             "peerdb-mirror-logs-pgbouncer-{}-{port}",
@@ -43,7 +43,7 @@ impl PgBouncer {
             dir.join("pgbouncer.ini"),
             format!(
                 "[databases]\n\
-                 * = host=127.0.0.1 port={server_port}\n\
+                 * = host={} port={}\n\
                  [pgbouncer]\n\
                  listen_addr = 127.0.0.1\n\
                  listen_port = {port}\n\
@@ -55,6 +55,8 @@ impl PgBouncer {
                  default_pool_size = {pool_size}\n\
                  ignore_startup_parameters = extra_float_digits\n\
                  logfile = {dir}/pgbouncer.log\n",
+                server.0,
+                server.1,
                 dir = dir.display()
             ),
         )
@@ -112,9 +114,9 @@ fn binary() -> PathBuf {
 async fn function_instances_sharing_one_server_connection_through_pgbouncer_are_all_served() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(30, &["a", "b"]).await;
-    let server_port = catalog.port();
+    let server = (server_host(), catalog.port());
     let bouncer = tokio::task::spawn_blocking(move || {
-        PgBouncer::start(server_port, &[(READER, READER_PASSWORD)], 1)
+        PgBouncer::start((&server.0, server.1), &[(READER, READER_PASSWORD)], 1)
     })
     .await
     .unwrap();
