@@ -70,9 +70,15 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Confi
 
     // Not read by this build: refuse them rather than use ciphertext or a
     // secret's name as a password.
-    for name in ["PEERDB_KMS_KEY_ID", "PEERDB_CATALOG_SECRET_ID", "PEERDB_PASSWORD_SECRET_ID"] {
+    for name in [
+        "PEERDB_KMS_KEY_ID",
+        "PEERDB_CATALOG_SECRET_ID",
+        "PEERDB_PASSWORD_SECRET_ID",
+    ] {
         if get(name).is_some() {
-            return Err(ConfigError(format!("{name} is set, but this build does not support it")));
+            return Err(ConfigError(format!(
+                "{name} is set, but this build does not support it"
+            )));
         }
     }
     let auth = match (get("PEERDB_PASSWORD"), flag("PEERDB_LOGS_DISABLE_AUTH")?) {
