@@ -49,7 +49,8 @@ pub fn plan(req: &LogsRequest) -> Plan {
 
     let mut ctes = Vec::new();
     let mut filters = Vec::new();
-    if !req.flow_job_name.is_empty() {
+    let by_mirror = !req.flow_job_name.is_empty();
+    if by_mirror {
         let needle = bind(Param::Text(req.flow_job_name.clone()));
         ctes.push(format!(
             "names(n) AS ( \
@@ -65,52 +66,57 @@ pub fn plan(req: &LogsRequest) -> Plan {
         let level = bind(Param::Text(error_type.into()));
         filters.push(format!("error_type = {level}"));
     }
-    let where_filters = if filters.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", filters.join(" AND "))
-    };
 
-    let newer = if req.num_per_page > 0 {
-        let mut page_filters = filters.clone();
-        let order = match req.cursor {
-            Cursor::Newest => "DESC",
-            Cursor::Before(id) => {
-                page_filters.push(format!("id < {}", bind(Param::Int(id))));
-                "DESC"
-            }
-            Cursor::After(id) => {
-                page_filters.push(format!("id > {}", bind(Param::Int(id))));
-                "ASC"
-            }
-        };
-        let page_where = if page_filters.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", page_filters.join(" AND "))
-        };
-        let limit = bind(Param::Int(req.num_per_page));
-        let offset = bind(Param::Int(if req.page > 0 {
-            (req.page - 1).saturating_mul(req.num_per_page)
-        } else {
-            0
-        }));
-        ctes.push(format!(
-            "page AS (SELECT id, flow_name, error_message, error_type, error_timestamp FROM {TABLE} \
-             {page_where} ORDER BY id {order} LIMIT {limit} OFFSET {offset})"
-        ));
-        "count(*) FILTER (WHERE id > (SELECT max(id) FROM page))"
-    } else {
-        ctes.push(
-            "page AS (SELECT NULL::int8 AS id, NULL::text AS flow_name, NULL::text AS error_message, \
-             NULL::text AS error_type, NULL::timestamp AS error_timestamp WHERE false)"
-                .to_string(),
-        );
-        "0::int8"
+    let mut page_filters = filters.clone();
+    let order = match req.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::Before(id) => {
+            page_filters.push(format!("id < {}", bind(Param::Int(id))));
+            "DESC"
+        }
+        Cursor::After(id) => {
+            page_filters.push(format!("id > {}", bind(Param::Int(id))));
+            "ASC"
+        }
     };
+    let limit = bind(Param::Int(req.num_per_page));
+    let offset = bind(Param::Int(if req.page > 0 {
+        (req.page - 1).saturating_mul(req.num_per_page)
+    } else {
+        0
+    }));
     ctes.push(format!(
-        "stats AS (SELECT count(*) AS total, {newer} AS newer FROM {TABLE} {where_filters})"
+        "page AS (SELECT id, flow_name, error_message, error_type, error_timestamp FROM {TABLE} \
+         {} ORDER BY id {order} LIMIT {limit} OFFSET {offset})",
+        where_clause(&page_filters)
     ));
+
+    // `newer` only matters when `page` is computed from it: a cursor
+    // page with no deprecated `page`. Without a cursor the first row
+    // returned is the newest match, so nothing is newer.
+    let needs_newer = req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest;
+    let newer_than_page = "id > (SELECT max(id) FROM page)";
+    let stats = if !needs_newer {
+        format!(
+            "SELECT count(*) AS total, 0::int8 AS newer FROM {TABLE} {}",
+            where_clause(&filters)
+        )
+    } else if by_mirror {
+        // The mirror's rows are found through the name index: count them
+        // there (an index-only scan), and the newer ones apart.
+        format!(
+            "SELECT (SELECT count(*) FROM {TABLE} {}) AS total, (SELECT count(*) FROM {TABLE} {}) AS newer",
+            where_clause(&filters),
+            where_clause(&filters_with(&filters, Some(newer_than_page)))
+        )
+    } else {
+        // Every row is read to count them anyway: one pass for both.
+        format!(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE {newer_than_page}) AS newer FROM {TABLE} {}",
+            where_clause(&filters)
+        )
+    };
+    ctes.push(format!("stats AS ({stats})"));
 
     let sql = format!(
         "WITH RECURSIVE {} \
@@ -120,6 +126,22 @@ pub fn plan(req: &LogsRequest) -> Plan {
         ctes.join(", ")
     );
     Plan { sql, params }
+}
+
+fn filters_with(filters: &[String], extra: Option<&str>) -> Vec<String> {
+    filters
+        .iter()
+        .cloned()
+        .chain(extra.map(str::to_string))
+        .collect()
+}
+
+fn where_clause(filters: &[String]) -> String {
+    if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    }
 }
 
 #[cfg(test)]
@@ -176,12 +198,35 @@ mod tests {
     }
 
     #[test]
-    fn zero_page_size_reads_only_the_count() {
+    fn zero_page_size_reads_no_rows_and_only_the_count() {
         let p = plan(&req("m", Level::Error, 4, 0, Cursor::Before(9)));
         assert_eq!(
             p.params,
-            vec![Param::Text("m".into()), Param::Text("error".into())]
+            vec![
+                Param::Text("m".into()),
+                Param::Text("error".into()),
+                Param::Int(9),
+                Param::Int(0),
+                Param::Int(0)
+            ]
         );
-        assert!(p.sql.contains("WHERE false"));
+        assert!(p.sql.contains("count(*) AS total, 0::int8 AS newer"));
+    }
+
+    #[test]
+    fn newer_is_counted_only_for_a_cursor_page_and_where_it_is_cheapest() {
+        let newest = plan(&req("", Level::All, 0, 50, Cursor::Newest));
+        assert!(newest.sql.contains("0::int8 AS newer"));
+        let deprecated_page = plan(&req("", Level::All, 3, 50, Cursor::Before(9)));
+        assert!(deprecated_page.sql.contains("0::int8 AS newer"));
+        let cursor = plan(&req("", Level::Info, 0, 50, Cursor::Before(9)));
+        assert!(cursor
+            .sql
+            .contains("count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer"));
+        let mirror = plan(&req("m", Level::All, 0, 50, Cursor::After(9)));
+        assert!(mirror.sql.contains(
+            "(SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
+             AND id > (SELECT max(id) FROM page)) AS newer"
+        ));
     }
 }
