@@ -95,14 +95,13 @@ impl App {
         let mut outcome = Outcome::default();
         let result = async {
             route::route(parts)?;
-            if self.catalog.is_none() {
-                return Err(ApiError::Internal(
-                    "the function is not configured; see its log",
-                ));
-            }
+            let catalog = self.catalog.as_ref().ok_or(ApiError::Internal(
+                "the function is not configured; see its log",
+            ))?;
             self.auth.check(&parts.headers)?;
             let body = body.await?;
-            self.serve(body.as_ref(), deadline, &mut outcome).await
+            self.serve(catalog, body.as_ref(), deadline, &mut outcome)
+                .await
         }
         .await;
 
@@ -137,6 +136,7 @@ impl App {
 
     async fn serve(
         &self,
+        catalog: &Catalog,
         body: &[u8],
         deadline: Option<Instant>,
         outcome: &mut Outcome,
@@ -146,9 +146,6 @@ impl App {
         }
         let req = request::decode(body, self.max_page_size)?;
         let plan = query::plan(&req);
-        let catalog = self.catalog.as_ref().ok_or(ApiError::Internal(
-            "the function is not configured; see its log",
-        ))?;
         let db_started = Instant::now();
         let page = catalog.read(&plan, deadline).await;
         outcome.db_time = Some(db_started.elapsed());
