@@ -10,7 +10,7 @@
 //! name), keeps those that contain the filter, and then filters rows with
 //! `flow_name = ANY(names)`, which the index does serve.
 
-use crate::request::{Cursor, LogsRequest};
+use crate::request::{Cursor, Level, LogsRequest};
 
 /// A statement and its parameters, in `$n` order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub const COLUMNS: [&str; 7] = [
 ];
 
 const TABLE: &str = "peerdb_stats.flow_errors";
+const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])";
 
 pub fn plan(req: &LogsRequest) -> Plan {
     let mut params = Vec::new();
@@ -60,7 +61,7 @@ pub fn plan(req: &LogsRequest) -> Plan {
                FROM names WHERE names.n IS NOT NULL), \
              flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
         ));
-        filters.push("flow_name = ANY((SELECT names FROM flows)::text[])".to_string());
+        filters.push(MIRROR_FILTER.to_string());
     }
     if let Some(error_type) = req.level.error_type() {
         let level = bind(Param::Text(error_type.into()));
@@ -85,36 +86,60 @@ pub fn plan(req: &LogsRequest) -> Plan {
     } else {
         0
     }));
-    ctes.push(format!(
-        "page AS (SELECT id, flow_name, error_message, error_type, error_timestamp FROM {TABLE} \
-         {} ORDER BY id {order} LIMIT {limit} OFFSET {offset})",
-        where_clause(&page_filters)
-    ));
+    let page_rows = |order_by: &str| {
+        format!(
+            "SELECT id, flow_name, error_message, error_type, error_timestamp FROM {TABLE} \
+             {} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
+            where_clause(&page_filters)
+        )
+    };
+    if by_mirror {
+        // Walking the primary key from the cursor pays for every row of
+        // every mirror it passes; going through the name index pays for
+        // every row of the mirror. The planner cannot tell which is less
+        // (the names are only known while the statement runs), so the
+        // statement does: by name when the mirror holds under 5% of the
+        // id span. `id + 0` keeps the primary key out of that branch.
+        ctes.push(format!(
+            "mirror AS (SELECT count(*) AS n FROM {TABLE} WHERE {MIRROR_FILTER}), \
+             span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE}), \
+             page AS ( \
+               SELECT * FROM ({}) by_name WHERE (SELECT n FROM mirror) * 20 <= (SELECT n FROM span) \
+               UNION ALL \
+               SELECT * FROM ({}) by_id WHERE (SELECT n FROM mirror) * 20 > (SELECT n FROM span))",
+            page_rows("id + 0"),
+            page_rows("id")
+        ));
+    } else {
+        ctes.push(format!("page AS ({})", page_rows("id")));
+    }
 
     // `newer` only matters when `page` is computed from it: a cursor
     // page with no deprecated `page`. Without a cursor the first row
     // returned is the newest match, so nothing is newer.
     let needs_newer = req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest;
     let newer_than_page = "id > (SELECT max(id) FROM page)";
-    let stats = if !needs_newer {
-        format!(
-            "SELECT count(*) AS total, 0::int8 AS newer FROM {TABLE} {}",
-            where_clause(&filters)
-        )
-    } else if by_mirror {
-        // The mirror's rows are found through the name index: count them
-        // there (an index-only scan), and the newer ones apart.
-        format!(
-            "SELECT (SELECT count(*) FROM {TABLE} {}) AS total, (SELECT count(*) FROM {TABLE} {}) AS newer",
-            where_clause(&filters),
-            where_clause(&filters_with(&filters, Some(newer_than_page)))
-        )
-    } else {
+    let stats = if needs_newer && !by_mirror {
         // Every row is read to count them anyway: one pass for both.
         format!(
             "SELECT count(*) AS total, count(*) FILTER (WHERE {newer_than_page}) AS newer FROM {TABLE} {}",
             where_clause(&filters)
         )
+    } else {
+        let total = if by_mirror && req.level == Level::All {
+            "(SELECT n FROM mirror)".to_string()
+        } else {
+            format!("(SELECT count(*) FROM {TABLE} {})", where_clause(&filters))
+        };
+        let newer = if needs_newer {
+            format!(
+                "(SELECT count(*) FROM {TABLE} {})",
+                where_clause(&filters_with(&filters, Some(newer_than_page)))
+            )
+        } else {
+            "0::int8".to_string()
+        };
+        format!("SELECT {total} AS total, {newer} AS newer")
     };
     ctes.push(format!("stats AS ({stats})"));
 
@@ -179,6 +204,17 @@ mod tests {
     }
 
     #[test]
+    fn a_mirror_page_goes_through_whichever_index_reads_less() {
+        let p = plan(&req("m", Level::All, 0, 50, Cursor::Newest));
+        assert!(p.sql.contains("ORDER BY id + 0 DESC LIMIT $2 OFFSET $3) by_name WHERE (SELECT n FROM mirror) * 20 <= (SELECT n FROM span)"));
+        assert!(p.sql.contains("ORDER BY id DESC LIMIT $2 OFFSET $3) by_id WHERE (SELECT n FROM mirror) * 20 > (SELECT n FROM span)"));
+        // The mirror's count is its total when no level narrows it.
+        assert!(p
+            .sql
+            .contains("SELECT (SELECT n FROM mirror) AS total, 0::int8 AS newer"));
+    }
+
+    #[test]
     fn no_filters_no_cursor() {
         let p = plan(&req("", Level::All, 0, 50, Cursor::Newest));
         assert_eq!(p.params, vec![Param::Int(50), Param::Int(0)]);
@@ -210,7 +246,7 @@ mod tests {
                 Param::Int(0)
             ]
         );
-        assert!(p.sql.contains("count(*) AS total, 0::int8 AS newer"));
+        assert!(p.sql.contains("AS total, 0::int8 AS newer"));
     }
 
     #[test]
@@ -223,10 +259,10 @@ mod tests {
         assert!(cursor
             .sql
             .contains("count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer"));
-        let mirror = plan(&req("m", Level::All, 0, 50, Cursor::After(9)));
+        let mirror = plan(&req("m", Level::Warn, 0, 50, Cursor::After(9)));
         assert!(mirror.sql.contains(
             "(SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
-             AND id > (SELECT max(id) FROM page)) AS newer"
+             AND error_type = $2 AND id > (SELECT max(id) FROM page)) AS newer"
         ));
     }
 }
