@@ -37,15 +37,15 @@ use crate::auth::Authenticator;
 use crate::config::{self, ConfigError, Settings};
 use crate::error::ApiError;
 
-pub const KMS_KEY_ID: &str = "PEERDB_KMS_KEY_ID";
+const KMS_KEY_ID: &str = "PEERDB_KMS_KEY_ID";
 pub const CATALOG_SECRET_ID: &str = "PEERDB_CATALOG_SECRET_ID";
-pub const PASSWORD_SECRET_ID: &str = "PEERDB_PASSWORD_SECRET_ID";
+const PASSWORD_SECRET_ID: &str = "PEERDB_PASSWORD_SECRET_ID";
 const PASSWORD_MAX_AGE: &str = "PEERDB_PASSWORD_SECRET_MAX_AGE_SECONDS";
 const DEFAULT_PASSWORD_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Least time between two re-reads of a secret caused by a refused
 /// password, so a wrong one cannot make every request call AWS.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The catalog settings a secret in RDS's format fills in.
 const CATALOG_FIELDS: [(&str, &str); 5] = [
@@ -87,17 +87,17 @@ where
     let aws = Aws::load().await;
 
     // Independent round trips, made together to keep the cold start short.
-    let decrypted = async {
-        let mut out = HashMap::new();
-        if let Some(key) = &kms_key {
-            for name in ["PEERDB_CATALOG_PASSWORD", "PEERDB_PASSWORD"] {
-                if let Some(ciphertext) = get(name) {
-                    out.insert(name, aws.decrypt(key, name, &ciphertext).await?);
-                    info!(variable = name, "decrypted with KMS");
-                }
-            }
+    let decrypt = |name: &'static str| {
+        let (key, ciphertext) = (kms_key.as_deref(), get(name));
+        let aws = &aws;
+        async move {
+            let (Some(key), Some(ciphertext)) = (key, ciphertext) else {
+                return Ok(None);
+            };
+            let plaintext = aws.decrypt(key, name, &ciphertext).await?;
+            info!(variable = name, "decrypted with KMS");
+            Ok::<_, ConfigError>(Some((name, plaintext)))
         }
-        Ok::<_, ConfigError>(out)
     };
     let api_password = async {
         match &password_id {
@@ -112,16 +112,20 @@ where
     };
     let catalog = async {
         match &catalog_id {
-            Some(id) => aws
-                .secret_string(id, None)
-                .await
-                .and_then(|t| catalog_fields(&t.unwrap_or_default()))
-                .map_err(|e| ConfigError(format!("{CATALOG_SECRET_ID} ({id}): {e}"))),
-            None => Ok(HashMap::new()),
+            Some(id) => aws.secret_string(id, None).await,
+            None => Ok(None),
         }
     };
-    let (decrypted, api_password, catalog) = tokio::join!(decrypted, api_password, catalog);
-    let mut resolved = decrypted?;
+    let (catalog_password, peerdb_password, api_password, catalog) = tokio::join!(
+        decrypt("PEERDB_CATALOG_PASSWORD"),
+        decrypt("PEERDB_PASSWORD"),
+        api_password,
+        catalog
+    );
+    let mut resolved: HashMap<_, _> = [catalog_password?, peerdb_password?]
+        .into_iter()
+        .flatten()
+        .collect();
     if let Some(password) = api_password? {
         resolved.insert("PEERDB_PASSWORD", password);
         info!(
@@ -130,7 +134,16 @@ where
         );
     }
     let base = layer(resolved, Arc::new(var));
-    let mut settings = config::from_vars(&*layer(catalog?, base.clone()))?;
+    let vars = match catalog {
+        Ok(Some(text)) => with_catalog_secret(&text, &base),
+        Ok(None) => Ok(base.clone()),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| {
+        let id = catalog_id.as_deref().unwrap_or_default();
+        ConfigError(format!("{CATALOG_SECRET_ID} ({id}): {e}"))
+    })?;
+    let mut settings = config::from_vars(&*vars)?;
 
     if let Some(id) = catalog_id {
         info!(secret = %id, "read the catalog settings from Secrets Manager");
@@ -168,6 +181,18 @@ fn layer(resolved: HashMap<&'static str, String>, vars: Vars) -> Vars {
         None if [KMS_KEY_ID, CATALOG_SECRET_ID, PASSWORD_SECRET_ID].contains(&name) => None,
         None => vars(name),
     })
+}
+
+/// `base` with a catalog secret's fields in place. A PEERDB_CATALOG_HOST
+/// of its own (RDS Proxy or PgBouncer in front of the database the secret
+/// describes) keeps its host and port.
+fn with_catalog_secret(text: &str, base: &Vars) -> Result<Vars, String> {
+    let mut fields = catalog_fields(text)?;
+    if base("PEERDB_CATALOG_HOST").is_some_and(|host| !host.is_empty()) {
+        fields.remove("PEERDB_CATALOG_HOST");
+        fields.remove("PEERDB_CATALOG_PORT");
+    }
+    Ok(layer(fields, base.clone()))
 }
 
 /// The catalog variables a secret in RDS's format sets.
@@ -383,7 +408,7 @@ impl CatalogRotation {
             let Some(text) = self.aws.secret_string(&self.id, stage).await? else {
                 continue;
             };
-            let pg = config::from_vars(&*layer(catalog_fields(&text)?, self.base.clone()))
+            let pg = config::from_vars(&*with_catalog_secret(&text, &self.base)?)
                 .map_err(|e| e.0)?
                 .catalog
                 .pg;
@@ -496,6 +521,28 @@ mod tests {
             .unwrap_err()
             .contains("password"));
         assert!(api_password(String::new()).is_err());
+    }
+
+    #[test]
+    fn a_catalog_host_of_its_own_keeps_its_host_and_port() {
+        let secret = r#"{"host":"db.internal","port":5433,"username":"u","password":"p"}"#;
+        let proxied: Vars = Arc::new(|name| match name {
+            "PEERDB_CATALOG_HOST" => Some("proxy.internal".into()),
+            _ => None,
+        });
+        let vars = with_catalog_secret(secret, &proxied).unwrap();
+        assert_eq!(
+            vars("PEERDB_CATALOG_HOST").as_deref(),
+            Some("proxy.internal")
+        );
+        assert_eq!(vars("PEERDB_CATALOG_PORT"), None);
+        assert_eq!(vars("PEERDB_CATALOG_USER").as_deref(), Some("u"));
+        let direct = with_catalog_secret(secret, &(Arc::new(|_: &str| None) as Vars)).unwrap();
+        assert_eq!(
+            direct("PEERDB_CATALOG_HOST").as_deref(),
+            Some("db.internal")
+        );
+        assert_eq!(direct("PEERDB_CATALOG_PORT").as_deref(), Some("5433"));
     }
 
     #[test]
