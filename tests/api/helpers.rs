@@ -134,14 +134,18 @@ impl TestCatalog {
         cluster().admin.get_ports()[0]
     }
 
-    /// The URL the function uses: the read-only role.
-    pub fn reader_url(&self) -> String {
-        let host = match &cluster().admin.get_hosts()[0] {
+    pub fn host(&self) -> String {
+        match &cluster().admin.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
             other => panic!("tests need a TCP host, not {other:?}"),
-        };
+        }
+    }
+
+    /// The URL the function uses: the read-only role.
+    pub fn reader_url(&self) -> String {
         format!(
-            "postgres://{READER}:{READER_PASSWORD}@{host}:{}/{}",
+            "postgres://{READER}:{READER_PASSWORD}@{}:{}/{}",
+            self.host(),
             self.port(),
             self.name
         )

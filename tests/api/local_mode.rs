@@ -12,53 +12,65 @@ use crate::helpers::*;
 /// The request PeerDB's docs show, byte for byte as curl sends it.
 const DOCS_BODY: &str = "{\n  \"level\": \"error\",\n  \"flowJobName\": \"\",\n  \"beforeId\": -1,\n  \"afterId\": -1,\n  \"numPerPage\": 2,\n  \"page\": 0\n}\n  ";
 
-struct Server {
-    child: Child,
+/// The binary in local mode.
+pub struct Server {
+    pub child: Child,
     port: u16,
+    /// What it prints, stdout and stderr, line by line.
     output: std::sync::mpsc::Receiver<String>,
+    /// What it printed before it served.
+    startup: Vec<String>,
 }
 
 impl Server {
     /// Starts the binary with `env` and waits for its "Serving" line.
-    fn start(env: &[(&str, &str)]) -> Server {
+    pub fn start(env: &[(&str, &str)]) -> Server {
         let port = closed_port();
-        let (child, stdout) = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
             .env_remove("DATABASE_URL")
             .env_remove("PEERDB_CATALOG_HOST")
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .env("PORT", port.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
-            .map(|mut child| {
-                let stdout = child.stdout.take().unwrap();
-                (child, stdout)
-            })
             .unwrap();
         let (tx, output) = std::sync::mpsc::channel();
-        let stdout = BufReader::new(stdout);
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut server = Server {
+            child,
+            port,
+            output,
+            startup: Vec::new(),
+        };
+        for stream in [
+            Box::new(stdout) as Box<dyn BufRead + Send>,
+            Box::new(stderr),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in stream.lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
         loop {
-            let line = output
+            let line = server
+                .output
                 .recv_timeout(Duration::from_secs(60))
                 .expect("the server says it is serving");
-            if line.starts_with("Serving PeerDB mirror logs on http://localhost:") {
-                return Server {
-                    child,
-                    port,
-                    output,
-                };
+            let serving = line.starts_with("Serving PeerDB mirror logs on http://localhost:");
+            server.startup.push(line);
+            if serving {
+                return server;
             }
         }
     }
 
     /// Sends raw HTTP/1.1 and returns (status, body).
-    async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
+    pub async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
@@ -80,15 +92,16 @@ impl Server {
         (status, json)
     }
 
-    /// SIGTERM, and waits for a clean exit.
-    fn terminate(mut self) {
+    /// SIGTERM, and waits for a clean exit; all it printed.
+    pub fn terminate(mut self) -> Vec<String> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
-        drop(self.output);
+        self.startup.extend(self.output.iter());
+        self.startup
     }
 }
 
