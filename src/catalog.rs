@@ -25,6 +25,7 @@ use tracing::{error, warn};
 use crate::config::{CatalogSettings, TlsSettings};
 use crate::error::ApiError;
 use crate::query::{Param, Plan};
+use crate::secrets::CatalogRotation;
 
 /// One log line as the catalog holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub struct Catalog {
     statement_timeout: Duration,
     /// Bounds a request's whole wait for a connection.
     connect_budget: Duration,
+    rotation: Option<Arc<CatalogRotation>>,
 }
 
 /// Time the server limit leaves for the reply to travel back.
@@ -64,9 +66,16 @@ impl Catalog {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match &tls {
-            Some(tls) => Manager::from_config(settings.pg.clone(), tls.clone(), manager_config),
-            None => Manager::from_config(settings.pg.clone(), NoTls, manager_config),
+        let manager = match (&settings.rotation, &tls) {
+            (Some(rotation), _) => Manager::from_connect(
+                settings.pg.clone(),
+                rotation.connector(tls.clone()),
+                manager_config,
+            ),
+            (None, Some(tls)) => {
+                Manager::from_config(settings.pg.clone(), tls.clone(), manager_config)
+            }
+            (None, None) => Manager::from_config(settings.pg.clone(), NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
@@ -81,23 +90,35 @@ impl Catalog {
             tls,
             statement_timeout: settings.statement_timeout,
             connect_budget: settings.pool_timeout + settings.connect_timeout,
+            rotation: settings.rotation.clone(),
         })
     }
 
     /// Runs `plan`, finishing before `deadline` (the Lambda invocation's,
     /// when there is one). A connection found dead (the execution
     /// environment was frozen, Postgres restarted, the backend was
-    /// terminated) is replaced and the read retried once.
+    /// terminated) is replaced and the read retried once. Credentials the
+    /// catalog refuses are re-read from their secret, if they have one,
+    /// and the read retried with the new ones.
     pub async fn read(&self, plan: &Plan, deadline: Option<Instant>) -> Result<LogsPage, ApiError> {
-        match self.attempt(plan, deadline).await {
+        let result = match self.attempt(plan, deadline).await {
             Err(Failure::Stale(e)) => {
                 warn!(error = %e, "catalog connection was dead; retrying on a fresh one");
-                self.attempt(plan, deadline)
-                    .await
-                    .map_err(Failure::into_api)
+                self.attempt(plan, deadline).await
             }
-            other => other.map_err(Failure::into_api),
+            other => other,
+        };
+        match (result, &self.rotation) {
+            (Err(Failure::Other(e)), Some(rotation)) if is_auth_failure(&e) => {
+                if rotation.refresh().await {
+                    self.attempt(plan, deadline).await
+                } else {
+                    Err(Failure::Other(e))
+                }
+            }
+            (result, _) => result,
         }
+        .map_err(Failure::into_api)
     }
 
     async fn attempt(&self, plan: &Plan, deadline: Option<Instant>) -> Result<LogsPage, Failure> {

@@ -5,15 +5,20 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
 
 use crate::auth::Authenticator;
+use crate::secrets::{CatalogRotation, PasswordSecret};
 
 /// Everything the handler needs to know, decided at start.
 pub struct Settings {
     pub auth: Authenticator,
+    /// Set when the API password comes from Secrets Manager: it replaces
+    /// `auth`, which holds the password as first read.
+    pub password_secret: Option<PasswordSecret>,
     pub catalog: CatalogSettings,
     pub max_page_size: i64,
     pub max_body_bytes: usize,
@@ -27,6 +32,9 @@ pub struct CatalogSettings {
     pub connect_timeout: Duration,
     pub pool_timeout: Duration,
     pub statement_timeout: Duration,
+    /// Set when the settings come from Secrets Manager: re-read when the
+    /// catalog refuses them.
+    pub rotation: Option<Arc<CatalogRotation>>,
 }
 
 pub struct TlsSettings {
@@ -49,7 +57,8 @@ impl std::error::Error for ConfigError {}
 
 pub const DEFAULT_MAX_PAGE_SIZE: i64 = 1000;
 
-/// Reads settings through `var`, which returns a variable's value.
+/// Reads settings through `var`, which returns a variable's value. The
+/// secrets a variable names are resolved by [`crate::secrets::settings`].
 pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
     let get = |name: &str| var(name).filter(|v| !v.is_empty());
     let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
@@ -68,7 +77,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Confi
         }
     };
 
-    // Not read by this build: refuse them rather than use ciphertext or a
+    // Left unresolved: refuse them rather than use ciphertext or a
     // secret's name as a password.
     for name in [
         "PEERDB_KMS_KEY_ID",
@@ -76,9 +85,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Confi
         "PEERDB_PASSWORD_SECRET_ID",
     ] {
         if get(name).is_some() {
-            return Err(ConfigError(format!(
-                "{name} is set, but this build does not support it"
-            )));
+            return Err(ConfigError(format!("{name} is set, but was not resolved")));
         }
     }
     let auth = match (get("PEERDB_PASSWORD"), flag("PEERDB_LOGS_DISABLE_AUTH")?) {
@@ -139,6 +146,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Confi
     let max_page_size = number("PEERDB_LOGS_MAX_PAGE_SIZE", DEFAULT_MAX_PAGE_SIZE as u64)?;
     Ok(Settings {
         auth,
+        password_secret: None,
         catalog: CatalogSettings {
             pg,
             tls,
@@ -149,6 +157,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Confi
                 "PEERDB_CATALOG_STATEMENT_TIMEOUT_MS",
                 5000,
             )?),
+            rotation: None,
         },
         max_page_size: i64::try_from(max_page_size)
             .map_err(|_| ConfigError("PEERDB_LOGS_MAX_PAGE_SIZE is too large".into()))?,

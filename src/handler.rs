@@ -17,6 +17,7 @@ use crate::catalog::Catalog;
 use crate::config::{ConfigError, Settings};
 use crate::error::ApiError;
 use crate::response::{encode_error, encode_page, BODY_BUDGET};
+use crate::secrets::PasswordSecret;
 use crate::{query, request, route};
 
 /// Time kept back from Lambda's deadline to send the answer.
@@ -24,6 +25,8 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 pub struct App {
     auth: Authenticator,
+    /// Replaces `auth` when the password comes from Secrets Manager.
+    password_secret: Option<PasswordSecret>,
     /// `None` when the settings are unusable; said in the log at start.
     catalog: Option<Catalog>,
     max_page_size: i64,
@@ -47,6 +50,7 @@ impl App {
                 error!(problem = %e, "not configured: every request will get a 500 until this is fixed");
                 return App {
                     auth: Authenticator::NotConfigured,
+                    password_secret: None,
                     catalog: None,
                     max_page_size: 0,
                     max_body_bytes: 0,
@@ -66,6 +70,7 @@ impl App {
             .ok();
         App {
             auth: settings.auth,
+            password_secret: settings.password_secret,
             catalog,
             max_page_size: settings.max_page_size,
             max_body_bytes: settings.max_body_bytes,
@@ -95,14 +100,16 @@ impl App {
         let mut outcome = Outcome::default();
         let result = async {
             route::route(parts)?;
-            if self.catalog.is_none() {
-                return Err(ApiError::Internal(
-                    "the function is not configured; see its log",
-                ));
+            let catalog = self.catalog.as_ref().ok_or(ApiError::Internal(
+                "the function is not configured; see its log",
+            ))?;
+            match &self.password_secret {
+                Some(secret) => secret.check(&parts.headers).await?,
+                None => self.auth.check(&parts.headers)?,
             }
-            self.auth.check(&parts.headers)?;
             let body = body.await?;
-            self.serve(body.as_ref(), deadline, &mut outcome).await
+            self.serve(catalog, body.as_ref(), deadline, &mut outcome)
+                .await
         }
         .await;
 
@@ -137,6 +144,7 @@ impl App {
 
     async fn serve(
         &self,
+        catalog: &Catalog,
         body: &[u8],
         deadline: Option<Instant>,
         outcome: &mut Outcome,
@@ -146,9 +154,6 @@ impl App {
         }
         let req = request::decode(body, self.max_page_size)?;
         let plan = query::plan(&req);
-        let catalog = self.catalog.as_ref().ok_or(ApiError::Internal(
-            "the function is not configured; see its log",
-        ))?;
         let db_started = Instant::now();
         let page = catalog.read(&plan, deadline).await;
         outcome.db_time = Some(db_started.elapsed());
@@ -173,13 +178,10 @@ fn millis(d: Duration) -> f64 {
 
 /// The monotonic instant a little before Lambda's deadline.
 fn instant_before(deadline: SystemTime) -> Option<Instant> {
-    // A context without a deadline (0, as in tests) has none.
-    if deadline <= SystemTime::UNIX_EPOCH {
-        return None;
-    }
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+    // A context without a deadline (0, as in tests) has none, nor has one
+    // already past on arrival: Lambda never sends that, but `cargo lambda
+    // watch` sends a constant 600000 (ms since the epoch, so 1970).
+    let left = deadline.duration_since(SystemTime::now()).ok()?;
     Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
 }
 

@@ -14,4 +14,5 @@ pub mod query;
 pub mod request;
 pub mod response;
 pub mod route;
+pub mod secrets;
 pub mod throwaway_pg;

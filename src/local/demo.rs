@@ -39,7 +39,8 @@ WITH mirrors AS (
     SELECT i,
            (ARRAY['orders','users','events','billing','inventory','payments','sessions','audit'])[i % 8 + 1]
            || (ARRAY['_to_snowflake','_to_clickhouse','_cdc','_to_bigquery'])[(i + i / 8) % 4 + 1]
-           || CASE WHEN i >= 8 THEN '_' || (i / 8)::text ELSE '' END AS name,
+           -- Zero-padded, so that no suffixed name contains another.
+           || CASE WHEN i >= 8 THEN '_v' || lpad((i / 8 + 1)::text, 2, '0') ELSE '' END AS name,
            (ARRAY['orders','users','events','invoices','stock','payments','sessions','audit_log'])[i % 8 + 1] AS tbl
     FROM generate_series(0, $2::int - 1) i
 ), src AS (

@@ -18,9 +18,9 @@ use lambda_http::Body;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
-use crate::config;
 use crate::error::ApiError;
 use crate::handler::App;
+use crate::secrets;
 use crate::throwaway_pg::{ThrowawayPg, SUPERUSER};
 
 /// Demo catalog size: enough to page through, small enough to seed in a
@@ -40,7 +40,10 @@ pub async fn run() -> Result<(), BoxError> {
         .map_err(|_| "PORT must be a port number")?;
 
     let mut overrides = HashMap::new();
-    let demo = if env("DATABASE_URL").is_none() && env("PEERDB_CATALOG_HOST").is_none() {
+    let demo = if env("DATABASE_URL").is_none()
+        && env("PEERDB_CATALOG_HOST").is_none()
+        && env(secrets::CATALOG_SECRET_ID).is_none()
+    {
         println!("No DATABASE_URL or PEERDB_CATALOG_HOST: starting a demo catalog with {DEMO_ROWS} log lines...");
         let pg = start_demo_catalog().await?;
         overrides.insert(
@@ -54,9 +57,9 @@ pub async fn run() -> Result<(), BoxError> {
     } else {
         None
     };
-    let app = Arc::new(App::new(config::from_vars(|name| {
-        overrides.get(name).cloned().or_else(|| env(name))
-    })));
+    let app = Arc::new(App::new(
+        secrets::settings(move |name| overrides.get(name).cloned().or_else(|| env(name))).await,
+    ));
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let url = format!("http://localhost:{port}/api/v1/mirrors/logs");

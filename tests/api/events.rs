@@ -3,8 +3,9 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn every_sample_event_gets_its_documented_answer() {
+/// A catalog holding the rows the sample events' answers are checked
+/// against.
+pub async fn sample_catalog() -> TestCatalog {
     let catalog = TestCatalog::new().await;
     catalog
         .insert(&[
@@ -25,8 +26,11 @@ async fn every_sample_event_gets_its_documented_answer() {
             "failed to push data to ClickHouse",
         )])
         .await;
-    let app = catalog.app(&[]);
+    catalog
+}
 
+/// Every file in `events/`, with the status events/README.md says it gets.
+pub fn sample_events() -> Vec<(std::path::PathBuf, u16)> {
     let expected = |file: &str| match file {
         "wrong-password.json" => Some(401),
         "malformed-body.json" => Some(400),
@@ -38,7 +42,7 @@ async fn every_sample_event_gets_its_documented_answer() {
         _ => None,
     };
     let dir = format!("{}/events", env!("CARGO_MANIFEST_DIR"));
-    let mut seen = 0;
+    let mut events = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -47,6 +51,18 @@ async fn every_sample_event_gets_its_documented_answer() {
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
         let status = expected(&file)
             .unwrap_or_else(|| panic!("events/{file} has no expected answer in this test"));
+        events.push((path, status));
+    }
+    assert_eq!(events.len(), 7);
+    events
+}
+
+#[tokio::test]
+async fn every_sample_event_gets_its_documented_answer() {
+    let catalog = sample_catalog().await;
+    let app = catalog.app(&[]);
+    for (path, status) in sample_events() {
+        let file = path.file_name().unwrap().to_string_lossy();
         let reply = invoke(&app, &std::fs::read_to_string(&path).unwrap()).await;
         assert_eq!(
             reply.status.as_u16(),
@@ -59,7 +75,5 @@ async fn every_sample_event_gets_its_documented_answer() {
             assert_eq!(reply.ids(), vec![3, 1], "events/{file}");
             assert_eq!((reply.total(), reply.page()), (2, 1));
         }
-        seen += 1;
     }
-    assert_eq!(seen, 7);
 }

@@ -114,11 +114,6 @@ pub async fn connect(config: &tokio_postgres::Config) -> Client {
     client
 }
 
-/// The test server's host name.
-pub fn server_host() -> String {
-    tcp_host(&cluster().admin)
-}
-
 fn tcp_host(config: &tokio_postgres::Config) -> String {
     match &config.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
@@ -159,12 +154,17 @@ impl TestCatalog {
         cluster().admin.get_ports()[0]
     }
 
+    /// The test server's own host, even in a run through PgBouncer.
+    pub fn host(&self) -> String {
+        tcp_host(&cluster().admin)
+    }
+
     /// The URL the function uses: the read-only role, through PgBouncer
     /// when the run asks for it.
     pub fn reader_url(&self) -> String {
         let (host, port) = match &cluster().bouncer {
             Some(bouncer) => ("127.0.0.1".to_string(), bouncer.port),
-            None => (server_host(), self.port()),
+            None => (self.host(), self.port()),
         };
         format!(
             "postgres://{READER}:{READER_PASSWORD}@{host}:{port}/{}",

@@ -14,47 +14,58 @@ const DOCS_BODY: &str = "{\n  \"level\": \"error\",\n  \"flowJobName\": \"\",\n 
 
 /// The real binary in local mode.
 pub struct Server {
-    child: Child,
+    pub child: Child,
     port: u16,
+    /// What it prints, stdout and stderr, line by line.
     output: std::sync::mpsc::Receiver<String>,
+    /// What it printed before it served.
+    startup: Vec<String>,
 }
 
 impl Server {
     /// Starts the binary with `env` and waits for its "Serving" line.
     pub fn start(env: &[(&str, &str)]) -> Server {
         let port = closed_port();
-        let (child, stdout) = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
             .env_remove("DATABASE_URL")
             .env_remove("PEERDB_CATALOG_HOST")
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .env("PORT", port.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
-            .map(|mut child| {
-                let stdout = child.stdout.take().unwrap();
-                (child, stdout)
-            })
             .unwrap();
         let (tx, output) = std::sync::mpsc::channel();
-        let stdout = BufReader::new(stdout);
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                check_for_secrets(&line);
-                let _ = tx.send(line);
-            }
-        });
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut server = Server {
+            child,
+            port,
+            output,
+            startup: Vec::new(),
+        };
+        for stream in [
+            Box::new(stdout) as Box<dyn BufRead + Send>,
+            Box::new(stderr),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in stream.lines().map_while(Result::ok) {
+                    check_for_secrets(&line);
+                    let _ = tx.send(line);
+                }
+            });
+        }
         loop {
-            let line = output
+            let line = server
+                .output
                 .recv_timeout(Duration::from_secs(60))
                 .expect("the server says it is serving");
-            if line.starts_with("Serving PeerDB mirror logs on http://localhost:") {
-                return Server {
-                    child,
-                    port,
-                    output,
-                };
+            let serving = line.starts_with("Serving PeerDB mirror logs on http://localhost:");
+            server.startup.push(line);
+            if serving {
+                return server;
             }
         }
     }
@@ -82,8 +93,8 @@ impl Server {
         (status, json)
     }
 
-    /// SIGTERM, and waits for a clean exit; what it logged after it
-    /// started serving, which holds no secret.
+    /// SIGTERM, and waits for a clean exit; all it printed, which holds
+    /// no secret.
     pub fn terminate(mut self) -> Vec<String> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -91,9 +102,9 @@ impl Server {
             .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
-        let logged = self.output.iter().collect();
+        self.startup.extend(self.output.iter());
         assert_no_secret_leaked();
-        logged
+        std::mem::take(&mut self.startup)
     }
 }
 

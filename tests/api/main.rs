@@ -4,10 +4,12 @@
 mod helpers;
 
 mod auth;
+mod aws;
 mod decoding;
 mod events;
 mod faults;
 mod filters;
+mod lambda_watch;
 mod limits;
 mod local_mode;
 mod paging;

@@ -238,3 +238,50 @@ async fn ids_past_two_to_the_31_work_both_ways() {
     let reply = logs(&app, json!({"beforeId": i64::MAX, "numPerPage": 1})).await;
     assert_eq!(reply.ids(), vec![i64::MAX - 1]);
 }
+
+#[tokio::test]
+async fn a_small_mirror_pages_the_same_through_the_name_index() {
+    // 40 mirrors of 10 rows: each holds under 5% of the table, so its
+    // pages are read through the name index rather than the primary key.
+    let catalog = TestCatalog::new().await;
+    let flows: Vec<String> = (0..40).map(|i| format!("mirror_{i:02}")).collect();
+    catalog
+        .insert_many(400, &flows.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let app = catalog.app(&[]);
+    // mirror_07 holds ids 7, 47, ..., 367 (insert_many cycles from id % 40).
+    let mirror: Vec<i64> = (0..10).map(|k| 367 - 40 * k).collect();
+    let reply = logs(&app, json!({"flowJobName": "mirror_07", "numPerPage": 4})).await;
+    assert_eq!(
+        (reply.ids(), reply.total(), reply.page()),
+        (mirror[..4].to_vec(), 10, 1)
+    );
+    let reply = logs(
+        &app,
+        json!({"flowJobName": "mirror_07", "numPerPage": 4, "beforeId": mirror[3]}),
+    )
+    .await;
+    assert_eq!((reply.ids(), reply.page()), (mirror[4..8].to_vec(), 2));
+    let reply = logs(
+        &app,
+        json!({"flowJobName": "mirror_07", "numPerPage": 3, "afterId": mirror[6]}),
+    )
+    .await;
+    assert_eq!((reply.ids(), reply.page()), (mirror[3..6].to_vec(), 2));
+    let reply = logs(
+        &app,
+        json!({"flowJobName": "mirror_07", "numPerPage": 4, "page": 3}),
+    )
+    .await;
+    assert_eq!((reply.ids(), reply.page()), (mirror[8..].to_vec(), 3));
+    let errors: Vec<i64> = mirror.iter().copied().filter(|id| id % 3 == 2).collect();
+    let reply = logs(
+        &app,
+        json!({"flowJobName": "mirror_07", "level": "error", "numPerPage": 10}),
+    )
+    .await;
+    assert_eq!(
+        (reply.ids(), reply.total()),
+        (errors.clone(), errors.len() as i64)
+    );
+}

@@ -22,8 +22,8 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer on 127.0.0.1 in front of the Postgres at
-    /// `server` (`host`, `port`), every database passed through, signing in the given
+    /// Starts PgBouncer on 127.0.0.1 in front of the Postgres at `server`
+    /// (host, port), every database passed through, signing in the given
     /// `(user, password)`s with SCRAM and opening at most `pool_size`
     /// server connections per database and user; blocks until it accepts
     /// connections.
@@ -114,7 +114,7 @@ fn binary() -> PathBuf {
 async fn function_instances_sharing_one_server_connection_through_pgbouncer_are_all_served() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(30, &["a", "b"]).await;
-    let server = (server_host(), catalog.port());
+    let server = (catalog.host(), catalog.port());
     let bouncer = tokio::task::spawn_blocking(move || {
         PgBouncer::start((&server.0, server.1), &[(READER, READER_PASSWORD)], 1)
     })

@@ -1,0 +1,153 @@
+//! The function behind the real Lambda runtime API: `cargo lambda watch`
+//! emulates it, the `bootstrap` binary polls it as it does in Lambda, and
+//! every file in `events/` goes in through `cargo lambda invoke
+//! --data-file`. Its log is Lambda's JSON format, one line per request
+//! with the runtime's request id.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::events::{sample_catalog, sample_events};
+use crate::helpers::*;
+
+/// Children killed when the test ends, however it ends.
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn cargo_lambda() -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .arg("lambda")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    command
+}
+
+/// Invokes the function with `event`; the response Lambda would return.
+fn invoke(port: u16, event: &Path) -> Value {
+    let out = cargo_lambda()
+        .args(["invoke", "--invoke-address", "127.0.0.1", "--invoke-port"])
+        .arg(port.to_string())
+        .arg("--data-file")
+        .arg(event)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cargo lambda invoke failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn every_sample_event_through_cargo_lambda_watch() {
+    let catalog = sample_catalog().await;
+    let port = closed_port();
+    let mut children = Killed(Vec::new());
+    children.0.push(
+        cargo_lambda()
+            .args([
+                "watch",
+                "--only-lambda-apis",
+                "--invoke-address",
+                "127.0.0.1",
+            ])
+            .args(["--invoke-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run cargo lambda ({e}): pip install cargo-lambda (.ci/run does)")
+            }),
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = children.0[0].try_wait() {
+            panic!("cargo lambda watch exited ({status}); is cargo-lambda installed? pip install cargo-lambda");
+        }
+        assert!(
+            Instant::now() < until,
+            "cargo lambda watch did not start within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The variables `cargo lambda watch --only-lambda-apis` says to set.
+    let mut function = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("DATABASE_URL", catalog.reader_url())
+        .env("PEERDB_PASSWORD", "peerdb")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(function.stdout.take().unwrap());
+    children.0.push(function);
+
+    let events = sample_events();
+    for (path, status) in &events {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let response = invoke(port, path);
+        assert_eq!(response["statusCode"], *status, "events/{file}: {response}");
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        if *status == 200 {
+            let ids: Vec<_> = body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect();
+            assert_eq!(ids, [3, 1], "events/{file}: {body}");
+        } else {
+            assert!(body["code"].is_u64(), "events/{file}: {body}");
+        }
+    }
+
+    drop(children);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .filter(|line: &Value| line["fields"]["status"].is_u64())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        events.len(),
+        "one log line per request: {lines:#?}"
+    );
+    for ((_, status), line) in events.iter().zip(&lines) {
+        let fields = &line["fields"];
+        assert_eq!(fields["status"], *status, "{line}");
+        assert!(!fields["request_id"].as_str().unwrap().is_empty(), "{line}");
+        assert!(fields["total_ms"].is_f64(), "{line}");
+        if *status == 200 {
+            assert_eq!(
+                (fields["rows"].as_u64(), fields["total"].as_u64()),
+                (Some(2), Some(2)),
+                "{line}"
+            );
+            assert!(fields["db_ms"].is_f64(), "{line}");
+        }
+    }
+}
