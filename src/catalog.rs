@@ -288,7 +288,15 @@ impl Failure {
 }
 
 fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| c.code().starts_with("28"))
+    match e.as_db_error() {
+        Some(db) if db.code().code().starts_with("28") => true,
+        // PgBouncer 1.18 refuses a password with a protocol-violation code.
+        Some(db) => {
+            db.code() == &SqlState::PROTOCOL_VIOLATION
+                && db.message().ends_with("authentication failed")
+        }
+        None => false,
+    }
 }
 
 fn source_is_io(e: &tokio_postgres::Error) -> bool {

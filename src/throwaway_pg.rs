@@ -127,6 +127,11 @@ impl ThrowawayPg {
         self.dir.join("data")
     }
 
+    /// The server's log (its stderr).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
     /// A connection string for `user` on `dbname`.
     pub fn url(&self, user: &str, dbname: &str) -> String {
         format!("postgres://{user}@127.0.0.1:{}/{dbname}", self.port)
@@ -146,29 +151,10 @@ impl ThrowawayPg {
         let _ = fs::remove_dir_all(&self.dir);
     }
 
-    /// A watchdog shell that stops the server and removes its files once
-    /// this process is gone, so no test run or killed demo leaves one.
-    fn watch_for_parent_death(&self) {
-        let script = format!(
-            "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -INT {pg} 2>/dev/null; \
-             sleep 3; kill -KILL {pg} 2>/dev/null; rm -rf '{dir}'",
-            parent = std::process::id(),
-            pg = self.child.id(),
-            dir = self.dir.display()
-        );
-        let _ = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-    }
-
     /// Waits for the "ready" line the postmaster logs past `from` bytes,
     /// and sets the watchdog on the new server process.
     fn wait_until_ready(&mut self, from: u64) -> Result<(), String> {
-        self.watch_for_parent_death();
+        stop_when_parent_dies(self.child.id(), &self.dir);
         let log_path = self.dir.join("postgres.log");
         let until = Instant::now() + Duration::from_secs(60);
         loop {
@@ -235,6 +221,25 @@ fn spawn(
     Ok((child, from))
 }
 
+/// A watchdog shell that stops `pid` (SIGINT, then SIGKILL) and removes
+/// `dir` once this process is gone, so no test run or killed demo leaves a
+/// server behind.
+pub fn stop_when_parent_dies(pid: u32, dir: &Path) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -INT {pid} 2>/dev/null; \
+         sleep 3; kill -KILL {pid} 2>/dev/null; rm -rf '{dir}'",
+        parent = std::process::id(),
+        dir = dir.display()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
@@ -251,8 +256,9 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `initdb` refuses to run as root: then the server runs as `postgres`.
-fn server_owner() -> Result<Option<(u32, u32)>, String> {
+/// `initdb` (and PgBouncer) refuse to run as root: then servers run as
+/// `postgres`, whose uid and gid this returns.
+pub fn server_owner() -> Result<Option<(u32, u32)>, String> {
     let running_as_root = fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false);

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-fn basic(credentials: &str) -> String {
+pub fn basic(credentials: &str) -> String {
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(credentials)

@@ -4,6 +4,7 @@ use lambda_http::{Context, RequestExt};
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::local_mode::{Server, DOCS_HEAD};
 
 #[tokio::test]
 async fn a_catalog_that_refuses_connections_is_a_503() {
@@ -197,4 +198,70 @@ async fn an_unconfigured_catalog_is_a_500() {
     let app = catalog.app(&[("DATABASE_URL", "")]);
     let message = send(&app, Call::logs(json!({}))).await.error(500, 13);
     assert!(message.contains("not configured"), "{message}");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_pool_wait_the_pool_timeout_then_get_a_503() {
+    let catalog = TestCatalog::new().await;
+    catalog.insert_many(3, &["m"]).await;
+    let server = Server::start(&[
+        ("DATABASE_URL", &catalog.reader_url()),
+        ("PEERDB_PASSWORD", "peerdb"),
+        ("PEERDB_CATALOG_POOL_SIZE", "2"),
+        ("PEERDB_CATALOG_POOL_TIMEOUT_MS", "500"),
+        ("PEERDB_CATALOG_STATEMENT_TIMEOUT_MS", "30000"),
+    ]);
+    let request = || server.request(DOCS_HEAD, br#"{"numPerPage": 5}"#);
+    lock_table(&catalog).await;
+
+    // Two requests hold both pooled connections, waiting on the lock.
+    let holders = async { tokio::join!(request(), request()) };
+    let extras = async {
+        // Within the admin's transaction the statistics are a snapshot.
+        while {
+            catalog
+                .admin
+                .batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await
+                .unwrap();
+            active_reads(&catalog).await < 2
+        } {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let timed = || async {
+            let started = Instant::now();
+            let (status, json) = request().await;
+            (status, json["code"].clone(), started.elapsed())
+        };
+        let answers = tokio::join!(timed(), timed(), timed(), timed());
+        catalog.admin.batch_execute("ROLLBACK").await.unwrap();
+        answers
+    };
+    let (held, extras) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(holders, extras)
+    })
+    .await
+    .expect("a request hung");
+
+    for (status, code, took) in [extras.0, extras.1, extras.2, extras.3] {
+        assert_eq!((status, code), (503, json!(14)));
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+    }
+    // The held ones are served once the lock goes, and so is the next one.
+    for (status, json) in [held.0, held.1, request().await] {
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(ids_of(&json), vec![3, 2, 1]);
+    }
+    let logged = server.terminate();
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|l| l.contains("no pooled connection was free in time"))
+            .count(),
+        4,
+        "{logged:#?}"
+    );
 }

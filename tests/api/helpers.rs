@@ -2,11 +2,13 @@
 //! by `TEST_DATABASE_URL`, a superuser URL), a fresh database per test
 //! with PeerDB's schema, and the function reading it as a role that has
 //! only `SELECT` on the table. Requests go in as real Lambda events,
-//! through `lambda_http`'s own deserialization.
+//! through `lambda_http`'s own deserialization. With `TEST_VIA_PGBOUNCER=1`
+//! the function reaches the catalog through a PgBouncer in transaction
+//! pooling mode; the tests' own admin connection stays direct.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use lambda_http::http::{HeaderMap, StatusCode};
@@ -18,6 +20,8 @@ use peerdb_mirror_logs::throwaway_pg::{ThrowawayPg, SUPERUSER};
 use serde_json::{json, Value};
 use tokio_postgres::{Client, NoTls};
 
+use crate::pgbouncer::PgBouncer;
+
 pub const READER: &str = "logs_reader";
 pub const READER_PASSWORD: &str = "reader-pw";
 pub const TEMPLATE: &str = "peerdb_template";
@@ -28,11 +32,13 @@ struct Cluster {
     /// `host:port` and the superuser's credentials, as a URL prefix.
     admin: tokio_postgres::Config,
     _server: Option<ThrowawayPg>,
+    bouncer: Option<PgBouncer>,
 }
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
+        search_every_log_line();
         let (admin, server) = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) => (
                 url.parse::<tokio_postgres::Config>()
@@ -85,9 +91,13 @@ fn cluster() -> &'static Cluster {
         })
         .join()
         .unwrap();
+        let bouncer = std::env::var("TEST_VIA_PGBOUNCER")
+            .is_ok_and(|v| v == "1")
+            .then(|| PgBouncer::start(admin.get_ports()[0], &[(READER, READER_PASSWORD)], 20));
         Cluster {
             admin,
             _server: server,
+            bouncer,
         }
     })
 }
@@ -141,12 +151,15 @@ impl TestCatalog {
         }
     }
 
-    /// The URL the function uses: the read-only role.
+    /// The URL the function uses: the read-only role, through PgBouncer
+    /// when the run asks for it.
     pub fn reader_url(&self) -> String {
+        let (host, port) = match &cluster().bouncer {
+            Some(bouncer) => ("127.0.0.1".to_string(), bouncer.port),
+            None => (self.host(), self.port()),
+        };
         format!(
-            "postgres://{READER}:{READER_PASSWORD}@{}:{}/{}",
-            self.host(),
-            self.port(),
+            "postgres://{READER}:{READER_PASSWORD}@{host}:{port}/{}",
             self.name
         )
     }
@@ -390,12 +403,7 @@ pub struct Reply {
 impl Reply {
     /// The ids of the rows returned, in order.
     pub fn ids(&self) -> Vec<i64> {
-        self.json["errors"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no errors array: {}", self.json))
-            .iter()
-            .map(|r| r["id"].as_i64().unwrap())
-            .collect()
+        ids_of(&self.json)
     }
 
     pub fn total(&self) -> i64 {
@@ -418,6 +426,16 @@ impl Reply {
     }
 }
 
+/// The ids of the rows in a response body, in order.
+pub fn ids_of(json: &Value) -> Vec<i64> {
+    json["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array: {json}"))
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
+}
+
 /// Sends a Lambda event through `lambda_http`'s deserialization and the
 /// handler.
 pub async fn invoke(app: &App, event: &str) -> Reply {
@@ -428,6 +446,8 @@ pub async fn invoke(app: &App, event: &str) -> Reply {
         Body::Text(t) => t,
         other => panic!("expected a text body, got {other:?}"),
     };
+    check_for_secrets(&text);
+    assert_no_secret_leaked();
     Reply {
         status: parts.status,
         headers: parts.headers,
@@ -450,8 +470,15 @@ pub async fn logs(app: &App, body: Value) -> Reply {
 /// A Postgres of the test's own, for tests that stop or restart it,
 /// holding PeerDB's schema with `rows` rows; and the reader's URL.
 pub async fn dedicated_catalog(rows: i64) -> (ThrowawayPg, String) {
-    let pg = tokio::task::spawn_blocking(|| {
-        ThrowawayPg::start(&[]).expect("start a throwaway Postgres")
+    dedicated_catalog_with(&[], rows).await
+}
+
+/// As `dedicated_catalog`, with extra server `settings`.
+pub async fn dedicated_catalog_with(settings: &[&str], rows: i64) -> (ThrowawayPg, String) {
+    let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+    let pg = tokio::task::spawn_blocking(move || {
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        ThrowawayPg::start(&settings).expect("start a throwaway Postgres")
     })
     .await
     .unwrap();
@@ -485,4 +512,88 @@ pub fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+// Logs: every line any test makes the function write is searched for
+// secrets, and a test can capture the lines written on its own thread.
+
+/// What no log line or error body may hold: the catalog passwords the
+/// tests configure (faults.rs's wrong one too). The API password most
+/// tests use is the docs' public one, which the demo prints on purpose;
+/// security.rs checks a secret one.
+const SECRETS: [&str; 2] = [READER_PASSWORD, "not-the-password"];
+
+static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records `text` if it holds one of the secrets.
+pub fn check_for_secrets(text: &str) {
+    if SECRETS.iter().any(|s| text.contains(s)) {
+        LEAKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text.to_string());
+    }
+}
+
+pub fn assert_no_secret_leaked() {
+    let leaks = LEAKS.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(leaks.is_empty(), "secrets in the log or a body: {leaks:?}");
+}
+
+/// Where the function's log lines go in tests: searched, and kept when a
+/// test captures them.
+#[derive(Clone)]
+struct LogSink(Option<Arc<Mutex<String>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        check_for_secrets(&text);
+        if let Some(kept) = &self.0 {
+            kept.lock().unwrap().push_str(&text);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The format the function logs in, at DEBUG (more than it logs in
+/// production), into `sink`.
+fn log_subscriber(sink: LogSink) -> impl tracing::Subscriber + Send + Sync {
+    lambda_http::tracing::subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish()
+}
+
+fn search_every_log_line() {
+    let _ = tracing::subscriber::set_global_default(log_subscriber(LogSink(None)));
+}
+
+/// The log lines written on this thread (all of a `#[tokio::test]`'s
+/// tasks) while it is alive, instead of the global sink.
+pub struct LogCapture {
+    kept: Arc<Mutex<String>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        let kept = Arc::new(Mutex::new(String::new()));
+        let guard = tracing::subscriber::set_default(log_subscriber(LogSink(Some(kept.clone()))));
+        LogCapture {
+            kept,
+            _guard: guard,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.kept.lock().unwrap().clone()
+    }
 }

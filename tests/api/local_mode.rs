@@ -12,7 +12,7 @@ use crate::helpers::*;
 /// The request PeerDB's docs show, byte for byte as curl sends it.
 const DOCS_BODY: &str = "{\n  \"level\": \"error\",\n  \"flowJobName\": \"\",\n  \"beforeId\": -1,\n  \"afterId\": -1,\n  \"numPerPage\": 2,\n  \"page\": 0\n}\n  ";
 
-/// The binary in local mode.
+/// The real binary in local mode.
 pub struct Server {
     pub child: Child,
     port: u16,
@@ -52,6 +52,7 @@ impl Server {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in stream.lines().map_while(Result::ok) {
+                    check_for_secrets(&line);
                     let _ = tx.send(line);
                 }
             });
@@ -92,7 +93,8 @@ impl Server {
         (status, json)
     }
 
-    /// SIGTERM, and waits for a clean exit; all it printed.
+    /// SIGTERM, and waits for a clean exit; all it printed, which holds
+    /// no secret.
     pub fn terminate(mut self) -> Vec<String> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -101,11 +103,20 @@ impl Server {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
         self.startup.extend(self.output.iter());
-        self.startup
+        assert_no_secret_leaked();
+        std::mem::take(&mut self.startup)
     }
 }
 
-const DOCS_HEAD: &str = "POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Basic OnBlZXJkYg==\r\nContent-Type: application/json";
+/// A test that fails before `terminate` leaves no server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const DOCS_HEAD: &str = "POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Basic OnBlZXJkYg==\r\nContent-Type: application/json";
 
 #[tokio::test]
 async fn local_mode_serves_a_configured_catalog_over_http() {

@@ -13,4 +13,7 @@ mod lambda_watch;
 mod limits;
 mod local_mode;
 mod paging;
+mod pgbouncer;
 mod routing;
+mod security;
+mod tls;

@@ -1,0 +1,552 @@
+//! Load test: the real binary in local mode, serving a throwaway Postgres
+//! seeded like PeerDB's catalog, driven by concurrent keep-alive clients
+//! over loopback through a mix of the speed scenarios. Every response is
+//! checked against an answer computed by plain SQL; it fails on any error,
+//! any wrong answer, or memory at the end more than 10% above memory after
+//! warm-up.
+//!
+//! `cargo test` runs it short (5 s, 100,000 rows). The full run, whose
+//! figures are in the README:
+//!
+//! ```sh
+//! cargo test --release --test load -- --seconds 60 --rows 1000000
+//! ```
+//!
+//! A test target of its own (no libtest harness) so that it runs alone,
+//! after the integration suite rather than beside it, and can take the
+//! real binary's path from Cargo.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerdb_mirror_logs::local::demo::{reader_grants, seed, PEERDB_SCHEMA};
+use peerdb_mirror_logs::throwaway_pg::{ThrowawayPg, SUPERUSER};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_postgres::{Client, NoTls};
+
+const MIRRORS: i32 = 100;
+const PAGE: i64 = 50;
+/// Requests per client at most, whatever the duration: the loop is bounded.
+const MAX_REQUESTS_PER_CLIENT: usize = 1_000_000;
+
+struct Args {
+    seconds: u64,
+    rows: i64,
+    clients: usize,
+}
+
+fn args() -> Option<Args> {
+    let mut args = Args {
+        seconds: 5,
+        rows: 100_000,
+        clients: 32,
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        let mut value = || given.next().and_then(|v| v.parse().ok()).expect("a number");
+        match arg.as_str() {
+            "--seconds" => args.seconds = value(),
+            "--rows" => args.rows = value() as i64,
+            "--clients" => args.clients = value() as usize,
+            // `cargo test NAME`: run only when NAME could mean this test.
+            filter if !filter.starts_with('-') && !"load".contains(filter) => return None,
+            _ => {}
+        }
+    }
+    Some(args)
+}
+
+/// A request and the answer plain SQL says it must get.
+struct Scenario {
+    name: &'static str,
+    body: String,
+    num_per_page: usize,
+    ids: Vec<i64>,
+    total: i64,
+    page: i64,
+    flow: Option<String>,
+    level: Option<&'static str>,
+}
+
+fn main() {
+    let Some(args) = args() else {
+        println!("load: 0 passed, 0 failed (filtered out)");
+        return;
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(args));
+    println!("load: 1 passed, 0 failed");
+}
+
+async fn run(args: Args) {
+    let started = Instant::now();
+    let pg = ThrowawayPg::start(&["shared_buffers=256MB"]).expect("start a throwaway Postgres");
+    let admin = connect(&pg.url(SUPERUSER, "postgres")).await;
+    admin
+        .batch_execute(&format!(
+            "{PEERDB_SCHEMA} CREATE ROLE reader LOGIN PASSWORD 'reader'; {}",
+            reader_grants("reader")
+        ))
+        .await
+        .unwrap();
+    seed(&admin, args.rows, MIRRORS).await.unwrap();
+    admin.batch_execute("VACUUM ANALYZE").await.unwrap();
+    let scenarios = scenarios(&admin).await;
+    println!(
+        "seeded {} rows over {MIRRORS} mirrors in {:.1} s",
+        args.rows,
+        started.elapsed().as_secs_f64()
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("DATABASE_URL", pg.url("reader:reader", "postgres"))
+        .env("PEERDB_PASSWORD", "peerdb")
+        // Requests queue for a connection here rather than 503 after the
+        // 2 s that suit Lambda, where an instance serves one at a time.
+        .env("PEERDB_CATALOG_POOL_TIMEOUT_MS", "60000")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    let log = drain_log(server.stdout.take().unwrap());
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server listens");
+
+    // Warm-up is a tenth of the run, at least a second.
+    let run_for = Duration::from_secs(args.seconds);
+    let warmup = (run_for / 10).max(Duration::from_secs(1));
+    let begin = Instant::now();
+    let measure_from = begin + warmup;
+    let end = begin + warmup + run_for;
+    let scenarios = Arc::new(scenarios);
+    let mut clients = JoinSet::new();
+    for client in 0..args.clients {
+        clients.spawn(drive(port, client, scenarios.clone(), end));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let rss_after_warmup = rss_kb(pid);
+    tokio::time::sleep_until((end - Duration::from_millis(200)).into()).await;
+    let rss_at_end = rss_kb(pid);
+
+    let mut timings: Vec<Vec<Duration>> = vec![Vec::new(); scenarios.len()];
+    let (mut requests, mut errors) = (0, Vec::new());
+    while let Some(seen) = clients.join_next().await {
+        let seen = seen.unwrap();
+        requests += seen.answered.len();
+        errors.extend(seen.errors);
+        for (scenario, took, finished) in seen.answered {
+            if (measure_from..=end).contains(&finished) {
+                timings[scenario].push(took);
+            }
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (lines, problems) = log.join().unwrap();
+
+    println!(
+        "{} clients for {} s after {} s of warm-up, {} build",
+        args.clients,
+        args.seconds,
+        warmup.as_secs_f64(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "{:<28} {:>9} {:>8} {:>8}",
+        "scenario", "requests", "p50 ms", "p99 ms"
+    );
+    let mut all = Vec::new();
+    for (scenario, took) in scenarios.iter().zip(&mut timings) {
+        report(scenario.name, took);
+        all.extend_from_slice(took);
+    }
+    report("all", &mut all);
+    println!(
+        "throughput {:.0} requests/s; {requests} requests, {} errors",
+        all.len() as f64 / run_for.as_secs_f64(),
+        errors.len()
+    );
+    let growth = (rss_at_end as f64 / rss_after_warmup as f64 - 1.0) * 100.0;
+    println!(
+        "server memory (VmRSS): {:.1} MB after warm-up, {:.1} MB at the end ({growth:+.1}%)",
+        rss_after_warmup as f64 / 1024.0,
+        rss_at_end as f64 / 1024.0
+    );
+
+    assert!(
+        errors.is_empty(),
+        "{} wrong answers or failed requests, the first: {:#?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert_eq!(lines, requests, "one log line per request");
+    assert!(problems.is_empty(), "the server warned: {problems:#?}");
+    assert!(
+        growth < 10.0,
+        "memory grew {growth:.1}% after warm-up: a leak"
+    );
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The speed scenarios, each with its answer from plain SQL.
+async fn scenarios(admin: &Client) -> Vec<Scenario> {
+    let bounds = admin
+        .query_one("SELECT min(id), max(id) FROM peerdb_stats.flow_errors", &[])
+        .await
+        .unwrap();
+    let (min, max): (i64, i64) = (bounds.get(0), bounds.get(1));
+    let mirror: String = admin
+        .query_one(
+            "SELECT flow_name FROM peerdb_stats.flow_errors WHERE flow_name NOT LIKE 'clone%'
+             GROUP BY 1 ORDER BY 1 OFFSET 42 LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let deep = min + (max - min) / 200;
+    let middle = min + (max - min) / 2;
+
+    let mirror = Some(mirror.as_str());
+    let deep_cursor = format!("id < {deep}");
+    let middle_cursor = format!("id > {middle}");
+    // Name, body, and the filters and cursor plain SQL applies.
+    let cases = [
+        (
+            "newest page of 50",
+            json!({"numPerPage": PAGE}),
+            None,
+            None,
+            "true",
+        ),
+        (
+            "level error",
+            json!({"level": "error", "numPerPage": PAGE}),
+            None,
+            Some("error"),
+            "true",
+        ),
+        (
+            "one mirror",
+            json!({"flowJobName": mirror, "numPerPage": PAGE}),
+            mirror,
+            None,
+            "true",
+        ),
+        (
+            "mirror and level",
+            json!({"flowJobName": mirror, "level": "WARN", "numPerPage": PAGE}),
+            mirror,
+            Some("warn"),
+            "true",
+        ),
+        (
+            "beforeId in the oldest 1%",
+            json!({"beforeId": deep, "numPerPage": PAGE}),
+            None,
+            None,
+            &deep_cursor,
+        ),
+        (
+            "afterId mid-table",
+            json!({"afterId": middle, "numPerPage": PAGE}),
+            None,
+            None,
+            &middle_cursor,
+        ),
+        ("numPerPage 0", json!({"numPerPage": 0}), None, None, "true"),
+        (
+            "page 50",
+            json!({"numPerPage": PAGE, "page": 50}),
+            None,
+            None,
+            "true",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, body, flow, level, cursor) in cases {
+        let num_per_page = body["numPerPage"].as_i64().unwrap();
+        let page = body["page"].as_i64().unwrap_or(0);
+        let filter = "($1::text IS NULL OR strpos(flow_name, $1) > 0) AND ($2::text IS NULL OR error_type = $2)";
+        let total: i64 = admin
+            .query_one(
+                &format!("SELECT count(*) FROM peerdb_stats.flow_errors WHERE {filter}"),
+                &[&flow, &level],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        // afterId takes the rows nearest above it.
+        let order = if cursor.starts_with("id >") {
+            "ASC"
+        } else {
+            "DESC"
+        };
+        let skip = (page.max(1) - 1) * num_per_page;
+        let mut ids: Vec<i64> = admin
+            .query(
+                &format!(
+                    "SELECT id FROM peerdb_stats.flow_errors WHERE {filter} AND {cursor}
+                     ORDER BY id {order} LIMIT {num_per_page} OFFSET {skip}"
+                ),
+                &[&flow, &level],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let page = if page > 0 {
+            page
+        } else if num_per_page == 0 {
+            0
+        } else if ids.is_empty() {
+            1
+        } else {
+            let newer: i64 = admin
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM peerdb_stats.flow_errors WHERE {filter} AND id > $3"
+                    ),
+                    &[&flow, &level, &ids[0]],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            newer / num_per_page + 1
+        };
+        assert!(
+            num_per_page == 0 || ids.len() == num_per_page as usize,
+            "{name}: too few rows seeded"
+        );
+        out.push(Scenario {
+            name,
+            body: body.to_string(),
+            num_per_page: num_per_page as usize,
+            ids,
+            total,
+            page,
+            flow: flow.map(str::to_string),
+            level,
+        });
+    }
+    out
+}
+
+/// What one client saw: each answered request's scenario, time and
+/// finishing instant, and every error.
+#[derive(Default)]
+struct Seen {
+    answered: Vec<(usize, Duration, Instant)>,
+    errors: Vec<String>,
+}
+
+/// One client: a keep-alive connection sending the scenarios in turn
+/// until `end`.
+async fn drive(port: u16, client: usize, scenarios: Arc<Vec<Scenario>>, end: Instant) -> Seen {
+    let mut seen = Seen::default();
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut stream = tokio::io::BufStream::new(stream);
+    for n in 0..MAX_REQUESTS_PER_CLIENT {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let index = (client + n) % scenarios.len();
+        let scenario = &scenarios[index];
+        let (status, body) = match roundtrip(&mut stream, &scenario.body).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                seen.errors
+                    .push(format!("{}: connection failed: {e}", scenario.name));
+                break;
+            }
+        };
+        seen.answered.push((index, now.elapsed(), Instant::now()));
+        if let Err(e) = check(scenario, status, &body) {
+            seen.errors.push(format!("{}: {e}", scenario.name));
+        }
+    }
+    seen
+}
+
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+/// The response's status, shape, order and content, against the
+/// scenario's answer.
+fn check(scenario: &Scenario, status: u16, body: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(body);
+    ensure!(status == 200, "status {status}: {text}");
+    let json: Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {text}"))?;
+    let object = json.as_object().ok_or("not an object")?;
+    ensure!(object.len() == 3, "not errors, total and page: {text}");
+    let rows = json["errors"].as_array().ok_or("no errors array")?;
+    ensure!(rows.len() <= scenario.num_per_page, "{} rows", rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let row = row.as_object().ok_or("a row is not an object")?;
+        let (Some(flow), Some(level), Some(_), Some(_), Some(id)) = (
+            row.get("flowName").and_then(Value::as_str),
+            row.get("errorType").and_then(Value::as_str),
+            row.get("errorMessage").and_then(Value::as_str),
+            row.get("errorTimestamp").and_then(Value::as_i64),
+            row.get("id").and_then(Value::as_i64),
+        ) else {
+            return Err(format!("a row of the wrong shape: {row:?}"));
+        };
+        ensure!(
+            row.len() == 5,
+            "a row with more than its five fields: {row:?}"
+        );
+        ensure!(["info", "warn", "error"].contains(&level), "level {level}");
+        ensure!(
+            scenario
+                .flow
+                .as_ref()
+                .is_none_or(|f| flow.contains(f.as_str())),
+            "a row of mirror {flow}"
+        );
+        ensure!(
+            scenario.level.is_none_or(|l| l == level),
+            "a row of level {level}"
+        );
+        ids.push(id);
+    }
+    ensure!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "not newest first: {ids:?}"
+    );
+    ensure!(ids == scenario.ids, "rows {ids:?}, not {:?}", scenario.ids);
+    ensure!(
+        json["total"] == scenario.total,
+        "total {}, not {}",
+        json["total"],
+        scenario.total
+    );
+    ensure!(
+        json["page"] == scenario.page,
+        "page {}, not {}",
+        json["page"],
+        scenario.page
+    );
+    Ok(())
+}
+
+/// One HTTP/1.1 request on a kept-alive connection: status and body.
+async fn roundtrip(
+    stream: &mut tokio::io::BufStream<TcpStream>,
+    body: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let head = format!(
+        "POST /api/v1/mirrors/logs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic OnBlZXJkYg==\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await?;
+
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status = line
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("status line {line:?}")))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await? == 0 {
+            return Err(bad("the connection closed mid-answer".into()));
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok();
+            }
+        }
+    }
+    let mut body = vec![0; length.ok_or_else(|| bad("no Content-Length".into()))?];
+    stream.read_exact(&mut body).await?;
+    Ok((status, body))
+}
+
+/// Reads the server's log lines as they come (a full pipe would stall
+/// it): how many, and those that are not INFO.
+fn drain_log(stdout: std::process::ChildStdout) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut served = 0;
+        let mut problems = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("request served") {
+                served += 1;
+            } else if line.contains("WARN") || line.contains("ERROR") {
+                problems.push(line);
+            }
+        }
+        (served, problems)
+    })
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn report(name: &str, took: &mut [Duration]) {
+    took.sort_unstable();
+    let at = |q: f64| {
+        took[((took.len() as f64 * q) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{name:<28} {:>9} {:>8.2} {:>8.2}",
+        took.len(),
+        at(0.50),
+        at(0.99)
+    );
+}
