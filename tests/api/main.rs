@@ -11,4 +11,5 @@ mod filters;
 mod limits;
 mod local_mode;
 mod paging;
+mod properties;
 mod routing;
