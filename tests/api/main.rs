@@ -8,6 +8,7 @@ mod decoding;
 mod events;
 mod faults;
 mod filters;
+mod fuzz_inputs;
 mod limits;
 mod local_mode;
 mod paging;
