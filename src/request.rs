@@ -280,7 +280,7 @@ fn whole_number(number: &str) -> Option<i64> {
         .checked_sub(fraction.len() as i64)?
         .checked_add((significant.len() - trimmed.len()) as i64)?;
     // Digits left after the point: not whole. Past 19 digits: not an i64.
-    if shift < 0 || trimmed.len() as i64 + shift > 19 {
+    if shift < 0 || shift > 19 - trimmed.len() as i64 {
         return None;
     }
     let magnitude = trimmed.parse::<i128>().ok()? * 10i128.pow(shift as u32);
@@ -478,6 +478,8 @@ mod tests {
             nines.clone(),
             format!("\"{nines}\""),
             format!("1e9{zeros}"),
+            // Found by fuzzing: an exponent of i64::MAX overflowed.
+            "2e09223372036854775807".to_string(),
             "\"01.0\"".to_string(),
             "\"1.\"".to_string(),
             "\".5\"".to_string(),
