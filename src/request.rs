@@ -3,7 +3,7 @@
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
@@ -77,8 +77,9 @@ impl Cursor {
 }
 
 /// The fields as sent, each under whichever spelling the caller used.
-/// Kept in order, duplicates included, so that they can be refused.
-struct Fields(Vec<(Field, String, Value)>);
+/// Kept in order, duplicates included, so that they can be refused. Values
+/// stay JSON text, so that numbers are read exactly.
+struct Fields(Vec<(Field, String, Box<RawValue>)>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -219,38 +220,71 @@ pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> 
     })
 }
 
-fn string(key: &str, value: &Value) -> Result<String, ApiError> {
-    match value {
-        Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s.clone()),
-        _ => Err(ApiError::bad_request(format!("{key} must be a string"))),
-    }
+fn string(key: &str, value: &RawValue) -> Result<String, ApiError> {
+    serde_json::from_str::<Option<String>>(value.get())
+        .map(Option::unwrap_or_default)
+        .map_err(|_| ApiError::bad_request(format!("{key} must be a string")))
 }
 
 /// Protobuf JSON integers: a number with an integral value (`5`, `5.0`,
 /// `5e0`) or a string holding one (`"5"`); `null` is the default, 0.
-fn integer(key: &str, value: &Value) -> Result<i64, ApiError> {
-    let parsed = match value {
-        Value::Null => Some(0),
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(integral)),
+fn integer(key: &str, value: &RawValue) -> Result<i64, ApiError> {
+    let parsed = match serde_json::from_str::<Option<String>>(value.get()) {
+        Ok(None) => Some(0),
         // Protobuf JSON takes no white space around a quoted number.
-        Value::String(s) if s.trim() != s => None,
-        Value::String(s) => s.parse::<i64>().ok().or_else(|| {
-            serde_json::from_str::<serde_json::Number>(s)
-                .ok()
-                .and_then(|n| n.as_i64().or_else(|| n.as_f64().and_then(integral)))
-        }),
-        _ => None,
+        Ok(Some(s)) if s.trim() != s => None,
+        Ok(Some(s)) => s.parse::<i64>().ok().or_else(|| whole_number(&s)),
+        // Not a string: a number, or a value that is no number at all.
+        Err(_) => whole_number(value.get()),
     };
     parsed.ok_or_else(|| {
         ApiError::bad_request(format!("{key} must be an integer (a 64-bit whole number)"))
     })
 }
 
-/// An `f64` that holds a whole number in `i64`'s range.
-fn integral(f: f64) -> Option<i64> {
-    // 2^63 is exact as f64; every finite whole f64 below it fits.
-    (f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63)).then_some(f as i64)
+/// The value of a JSON number (`-12.50e1`) when it is a whole number in
+/// `i64`'s range, computed exactly: through a float, `9007199254740993.0`
+/// would be read as another id and `0.99999999999999999999` as 1.
+fn whole_number(number: &str) -> Option<i64> {
+    let (negative, unsigned) = match number.strip_prefix('-') {
+        Some(unsigned) => (true, unsigned),
+        None => (false, number),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (unsigned, None),
+    };
+    let (int, fraction) = match mantissa.split_once('.') {
+        Some((int, fraction)) => (int, Some(fraction)),
+        None => (mantissa, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let is_json_number = digits(int)
+        && (int == "0" || !int.starts_with('0'))
+        && fraction.is_none_or(digits)
+        && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    if !is_json_number {
+        return None;
+    }
+    // The value is `significant` (leading zeros dropped) times 10^`shift`.
+    let fraction = fraction.unwrap_or("");
+    let all_digits = format!("{int}{fraction}");
+    let significant = all_digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some(0);
+    }
+    let trimmed = significant.trim_end_matches('0');
+    // A non-zero value with an exponent past i64 is out of range or not whole.
+    let exponent: i64 = exponent.map_or(Some(0), |e| e.parse().ok())?;
+    let shift = exponent
+        .checked_sub(fraction.len() as i64)?
+        .checked_add((significant.len() - trimmed.len()) as i64)?;
+    // Digits left after the point: not whole. Past 19 digits: not an i64.
+    if shift < 0 || shift > 19 - trimmed.len() as i64 {
+        return None;
+    }
+    let magnitude = trimmed.parse::<i128>().ok()? * 10i128.pow(shift as u32);
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
 }
 
 #[cfg(test)]
@@ -417,8 +451,45 @@ mod tests {
         assert!(bad(b"{\"flowJobName\":\"\xff\"}").contains("not valid JSON"));
         let deep = "[".repeat(100_000);
         assert!(bad(format!(r#"{{"x":{deep}"#).as_bytes()).contains("not valid JSON"));
-        // Beyond what a float holds: the JSON parser itself refuses it.
-        let digits = "9".repeat(400);
-        assert!(bad(format!(r#"{{"page":{digits}}}"#).as_bytes()).contains("number out of range"));
+        assert!(bad(format!(r#"{{"page":{deep}"#).as_bytes()).contains("not valid JSON"));
+    }
+
+    #[test]
+    fn numbers_are_read_exactly_whatever_their_digits() {
+        let before = |v: &str| ok(&format!(r#"{{"beforeId":{v}}}"#)).cursor;
+        for v in [
+            "9007199254740993.0",
+            "\"9007199254740993.0\"",
+            "90071992547409930e-1",
+        ] {
+            assert_eq!(before(v), Cursor::Before(9_007_199_254_740_993), "{v}");
+        }
+        assert_eq!(before("9223372036854775807.0"), Cursor::Before(i64::MAX));
+        assert_eq!(before("-0.0"), Cursor::Newest);
+        let zeros = "0".repeat(400);
+        assert_eq!(before(&format!("1.{zeros}")), Cursor::Before(1));
+        assert_eq!(before(&format!("1{zeros}e-400")), Cursor::Before(1));
+        assert_eq!(before(&format!("0e9{zeros}")), Cursor::Newest);
+        let nines = "9".repeat(400);
+        for v in [
+            "0.99999999999999999999".to_string(),
+            "1.0000000000000000001".to_string(),
+            "9223372036854775807.5".to_string(),
+            nines.clone(),
+            format!("\"{nines}\""),
+            format!("1e9{zeros}"),
+            // Found by fuzzing: an exponent of i64::MAX overflowed.
+            "2e09223372036854775807".to_string(),
+            "\"01.0\"".to_string(),
+            "\"1.\"".to_string(),
+            "\".5\"".to_string(),
+            "\"1e\"".to_string(),
+        ] {
+            assert!(
+                bad(format!(r#"{{"beforeId":{v}}}"#).as_bytes())
+                    .contains("beforeId must be an integer"),
+                "{v}"
+            );
+        }
     }
 }

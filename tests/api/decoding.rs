@@ -112,7 +112,6 @@ async fn bodies_that_are_not_a_json_object_are_a_400() {
     let (catalog, _) = app().await;
     let app = catalog.app(&[("PEERDB_LOGS_MAX_BODY_BYTES", "1000000")]);
     let deep = "[".repeat(100_000);
-    let digits = "9".repeat(400);
     let bodies: Vec<Vec<u8>> = vec![
         b"{".to_vec(),
         b"[1,2]".to_vec(),
@@ -120,7 +119,7 @@ async fn bodies_that_are_not_a_json_object_are_a_400() {
         b"null".to_vec(),
         b"{\"flowJobName\": \"\xff\xfe\"}".to_vec(),
         format!(r#"{{"x": {deep}"#).into_bytes(),
-        format!(r#"{{"page": {digits}}}"#).into_bytes(),
+        format!(r#"{{"page": {deep}"#).into_bytes(),
         b"{\"numPerPage\": 1} trailing".to_vec(),
     ];
     for body in bodies {
@@ -136,6 +135,43 @@ async fn bodies_that_are_not_a_json_object_are_a_400() {
         .await;
         let message = reply.error(400, 3);
         assert!(message.starts_with("request body"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn numbers_are_read_exactly_however_many_digits_they_have() {
+    let catalog = TestCatalog::new().await;
+    // Ids either side of 2^53, past which a float no longer holds them.
+    let ids: Vec<i64> = (9_007_199_254_740_990..=9_007_199_254_740_995).collect();
+    let rows: Vec<(i64, &str, &str, &str)> = ids.iter().map(|&id| (id, "m", "info", "x")).collect();
+    catalog.insert(&rows).await;
+    let app = catalog.app(&[]);
+    for before in ["9007199254740993.0", "\"9007199254740993e0\""] {
+        let body = format!(r#"{{"beforeId": {before}, "numPerPage": 1}}"#);
+        assert_eq!(
+            send(&app, Call::raw(body.as_bytes())).await.ids(),
+            vec![9_007_199_254_740_992],
+            "{body}"
+        );
+    }
+    let zeros = "0".repeat(400);
+    let body = format!(r#"{{"numPerPage": 2.{zeros}, "page": 1{zeros}e-400}}"#);
+    assert_eq!(
+        send(&app, Call::raw(body.as_bytes())).await.ids(),
+        vec![9_007_199_254_740_995, 9_007_199_254_740_994]
+    );
+    let nines = "9".repeat(400);
+    for (field, value) in [
+        ("page", nines.clone()),
+        ("afterId", format!("\"{nines}\"")),
+        ("numPerPage", format!("0.{nines}")),
+    ] {
+        let body = format!(r#"{{"{field}": {value}}}"#);
+        let message = send(&app, Call::raw(body.as_bytes())).await.error(400, 3);
+        assert_eq!(
+            message,
+            format!("{field} must be an integer (a 64-bit whole number)")
+        );
     }
 }
 

@@ -72,19 +72,28 @@ impl Server {
 
     /// Sends raw HTTP/1.1 and returns (status, body).
     pub async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
+        self.request_declaring(head, body.len(), body).await
+    }
+
+    /// Sends `head` with a `Content-Length` of `declared` but only `body`,
+    /// keeps the connection open, and returns the answer (status, body).
+    async fn request_declaring(&self, head: &str, declared: usize, body: &[u8]) -> (u16, Value) {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
         let request = format!(
-            "{head}\r\nHost: localhost:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{head}\r\nHost: localhost:{}\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n",
             self.port,
-            body.len()
         );
         stream.write_all(request.as_bytes()).await.unwrap();
-        // A server that answers early may close before taking it all.
-        let _ = stream.write_all(body).await;
         let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            // A server that answers early may close before taking it all.
+            let _ = stream.write_all(body).await;
+            let _ = stream.read_to_end(&mut response).await;
+        })
+        .await
+        .expect("an answer within 10 s");
         let text = String::from_utf8_lossy(&response);
         let status = text[9..12].parse().unwrap();
         let json = text.split_once("\r\n\r\n").map_or(Value::Null, |(_, b)| {
@@ -157,9 +166,14 @@ async fn local_mode_serves_a_configured_catalog_over_http() {
         .await;
     assert_eq!((status, json["code"].as_i64()), (401, Some(16)));
 
-    // 10 MB is refused at the bound, not read to the end.
+    // 10 MB is refused at the bound, not read to the end: the answer comes
+    // while all but the first 256 kB are still unsent.
     let big = vec![b' '; 10 * 1024 * 1024];
     let (status, json) = server.request(DOCS_HEAD, &big).await;
+    assert_eq!((status, json["code"].as_i64()), (413, Some(3)));
+    let (status, json) = server
+        .request_declaring(DOCS_HEAD, big.len(), &big[..256 * 1024])
+        .await;
     assert_eq!((status, json["code"].as_i64()), (413, Some(3)));
 
     let (status, _) = server

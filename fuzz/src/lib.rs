@@ -1,0 +1,62 @@
+//! What each fuzz target checks of one input. Also compiled into the test
+//! suite (`tests/api/fuzz_inputs.rs`), which replays the kept inputs.
+
+use lambda_http::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use peerdb_mirror_logs::auth::Authenticator;
+use peerdb_mirror_logs::error::ApiError;
+use peerdb_mirror_logs::query;
+use peerdb_mirror_logs::request::{self, Cursor};
+
+const MAX_PAGE_SIZE: i64 = 1000;
+
+/// The request decoder on any body: it refuses only with a 400, and what it
+/// accepts is within the spec's bounds and becomes a statement with a
+/// parameter for every placeholder.
+pub fn decode(body: &[u8]) {
+    let req = match request::decode(body, MAX_PAGE_SIZE) {
+        Ok(req) => req,
+        Err(e) => {
+            assert!(matches!(e, ApiError::BadRequest(_)), "{e:?}");
+            return;
+        }
+    };
+    assert!((0..=MAX_PAGE_SIZE).contains(&req.num_per_page), "{req:?}");
+    assert!(req.page >= 0, "{req:?}");
+    assert!(!req.flow_job_name.contains('\0'), "{req:?}");
+    match req.cursor {
+        Cursor::Before(id) => assert!(id > 0, "{req:?}"),
+        Cursor::After(id) => assert!(id >= 0, "{req:?}"),
+        Cursor::Newest => {}
+    }
+    let plan = query::plan(&req);
+    for n in 1..=plan.params.len() {
+        assert!(plan.sql.contains(&format!("${n}")), "{req:?}: ${n} unused");
+    }
+    assert!(!plan.sql.contains(&format!("${}", plan.params.len() + 1)));
+}
+
+/// The `Authorization` parser on any header bytes: it lets in only a single
+/// header carrying the password's own credentials. A newline (which no
+/// header value can hold) separates headers, so that several are sent too.
+pub fn authorization(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for value in data.split(|&b| b == b'\n') {
+        // What HTTP cannot carry never reaches the function.
+        let Ok(value) = HeaderValue::from_bytes(value) else {
+            return;
+        };
+        headers.append(AUTHORIZATION, value);
+    }
+    if Authenticator::password("peerdb").check(&headers).is_ok() {
+        let values: Vec<&[u8]> = headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        // base64(":peerdb") without its padding.
+        assert!(
+            values.len() == 1 && values[0].windows(10).any(|w| w == b"OnBlZXJkYg"),
+            "let in: {values:?}"
+        );
+    }
+}
