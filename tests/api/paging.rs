@@ -144,6 +144,17 @@ async fn the_deprecated_page_skips_whole_pages_after_the_cursor() {
         (reply.ids(), reply.page(), reply.total()),
         (vec![], 1000000, 100)
     );
+    // A page past any offset, with a mirror filter too (whose plan once
+    // overflowed on it).
+    let reply = logs(
+        &app,
+        json!({"flowJobName": "m1", "page": i64::MAX, "numPerPage": 2}),
+    )
+    .await;
+    assert_eq!(
+        (reply.ids(), reply.page(), reply.total()),
+        (vec![], i64::MAX, 33)
+    );
     assert!(send(&app, Call::logs(json!({"page": -1})))
         .await
         .error(400, 3)
