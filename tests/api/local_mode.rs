@@ -100,8 +100,17 @@ impl Server {
             .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
-        self.startup.extend(self.output.iter());
-        self.startup
+        let mut output = std::mem::take(&mut self.startup);
+        output.extend(self.output.iter());
+        output
+    }
+}
+
+/// A test that fails before `terminate` leaves no server behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
