@@ -65,8 +65,15 @@ pub async fn run() -> Result<(), BoxError> {
     let url = format!("http://localhost:{port}/api/v1/mirrors/logs");
     println!("Serving PeerDB mirror logs on {url}");
     if demo.is_some() {
+        // The docs' header holds the default password; a password of the
+        // user's own is left to their shell rather than printed.
+        let credentials = if env("PEERDB_PASSWORD").is_none() {
+            "--header 'Authorization: Basic OnBlZXJkYg=='"
+        } else {
+            "--user \":$PEERDB_PASSWORD\""
+        };
         println!(
-            "Try:\n  curl --request POST --url {url} --header 'Authorization: Basic OnBlZXJkYg==' \
+            "Try:\n  curl --request POST --url {url} {credentials} \
              --header 'Content-Type: application/json' \
              --data '{{\"level\":\"error\",\"flowJobName\":\"\",\"beforeId\":-1,\"afterId\":-1,\"numPerPage\":2,\"page\":0}}'"
         );
