@@ -54,42 +54,35 @@ fn cluster() -> &'static Cluster {
         // The template database and the reader role, made once per run on
         // a thread of its own (tests each have their own runtime).
         let setup = admin.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let client = connect(&setup).await;
-                    client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE}"))
-                        .await
-                        .unwrap();
-                    client
-                        .batch_execute(&format!(
-                            "DO $$ BEGIN
+        on_own_runtime(async move {
+            let client = connect(&setup).await;
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE}"))
+                .await
+                .unwrap();
+            client
+                .batch_execute(&format!(
+                    "DO $$ BEGIN
                            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
                              CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}';
                            END IF;
                          END $$"
-                        ))
-                        .await
-                        .unwrap();
-                    client
-                        .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
-                        .await
-                        .unwrap();
-                    let mut in_template = setup.clone();
-                    in_template.dbname(TEMPLATE);
-                    let template = connect(&in_template).await;
-                    template.batch_execute(PEERDB_SCHEMA).await.unwrap();
-                    template
-                        .batch_execute(&reader_grants(READER))
-                        .await
-                        .unwrap();
-                })
+                ))
+                .await
+                .unwrap();
+            client
+                .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
+                .await
+                .unwrap();
+            let mut in_template = setup.clone();
+            in_template.dbname(TEMPLATE);
+            let template = connect(&in_template).await;
+            template.batch_execute(PEERDB_SCHEMA).await.unwrap();
+            template
+                .batch_execute(&reader_grants(READER))
+                .await
+                .unwrap();
         })
-        .join()
         .unwrap();
         let bouncer = std::env::var("TEST_VIA_PGBOUNCER")
             .is_ok_and(|v| v == "1")
@@ -103,6 +96,21 @@ fn cluster() -> &'static Cluster {
             bouncer,
         }
     })
+}
+
+/// Runs `work` on a thread and runtime of its own, for what tests share
+/// (each test has its own runtime); `Err` if it panicked.
+pub fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> std::thread::Result<T> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
 }
 
 pub async fn connect(config: &tokio_postgres::Config) -> Client {
@@ -223,19 +231,12 @@ impl Drop for TestCatalog {
         if cluster()._server.is_none() {
             let admin = cluster().admin.clone();
             let name = self.name.clone();
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(async move {
-                        let client = connect(&admin).await;
-                        let _ = client
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await;
-                    })
-            })
-            .join();
+            let _ = on_own_runtime(async move {
+                let client = connect(&admin).await;
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
         }
     }
 }

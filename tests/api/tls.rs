@@ -45,52 +45,45 @@ impl TlsCatalog {
 fn tls_catalog() -> &'static TlsCatalog {
     static CATALOG: OnceLock<TlsCatalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        std::thread::spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        on_own_runtime(async move {
+            let (pg, _) = dedicated_catalog(3).await;
+            let dir = pg.data_dir();
+            make_ca(&dir, "ca");
+            make_ca(&dir, "other_ca");
+            make_server_cert(&dir, "ca", HOST);
+            if let Some((uid, gid)) = server_owner().unwrap() {
+                for file in ["server.pem", "server.key"] {
+                    std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid)).unwrap();
+                }
+            }
+            let admin = connect(&pg.url(SUPERUSER, "postgres").parse().unwrap()).await;
+            // One by one: ALTER SYSTEM refuses to run in a transaction.
+            for statement in [
+                "ALTER SYSTEM SET ssl_cert_file = 'server.pem'",
+                "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+                "ALTER SYSTEM SET ssl = on",
+                "SELECT pg_reload_conf()",
+            ] {
+                admin.batch_execute(statement).await.unwrap();
+            }
+            // New sessions see the reload once the postmaster has.
+            let config = pg.url(SUPERUSER, "postgres").parse().unwrap();
+            while connect(&config)
+                .await
+                .query_one("SHOW ssl", &[])
+                .await
                 .unwrap()
-                .block_on(async {
-                    let (pg, _) = dedicated_catalog(3).await;
-                    let dir = pg.data_dir();
-                    make_ca(&dir, "ca");
-                    make_ca(&dir, "other_ca");
-                    make_server_cert(&dir, "ca", HOST);
-                    if let Some((uid, gid)) = server_owner().unwrap() {
-                        for file in ["server.pem", "server.key"] {
-                            std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid)).unwrap();
-                        }
-                    }
-                    let admin = connect(&pg.url(SUPERUSER, "postgres").parse().unwrap()).await;
-                    // One by one: ALTER SYSTEM refuses to run in a transaction.
-                    for statement in [
-                        "ALTER SYSTEM SET ssl_cert_file = 'server.pem'",
-                        "ALTER SYSTEM SET ssl_key_file = 'server.key'",
-                        "ALTER SYSTEM SET ssl = on",
-                        "SELECT pg_reload_conf()",
-                    ] {
-                        admin.batch_execute(statement).await.unwrap();
-                    }
-                    // New sessions see the reload once the postmaster has.
-                    let config = pg.url(SUPERUSER, "postgres").parse().unwrap();
-                    while connect(&config)
-                        .await
-                        .query_one("SHOW ssl", &[])
-                        .await
-                        .unwrap()
-                        .get::<_, String>(0)
-                        != "on"
-                    {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
-                    TlsCatalog {
-                        ca: dir.join("ca.pem"),
-                        other_ca: dir.join("other_ca.pem"),
-                        pg,
-                    }
-                })
+                .get::<_, String>(0)
+                != "on"
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            TlsCatalog {
+                ca: dir.join("ca.pem"),
+                other_ca: dir.join("other_ca.pem"),
+                pg,
+            }
         })
-        .join()
         .unwrap()
     })
 }
