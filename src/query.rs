@@ -39,7 +39,11 @@ pub const COLUMNS: [&str; 7] = [
 ];
 
 const TABLE: &str = "peerdb_stats.flow_errors";
+const LOG_COLUMNS: &str = "id, flow_name, error_message, error_type, error_timestamp";
 const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])";
+/// Whether a mirror's page reads the mirror's rows rather than walking
+/// the primary key; decided inside the statement, in the `gate` CTE.
+const BY_NAME: &str = "(SELECT by_name FROM gate)";
 
 pub fn plan(req: &LogsRequest) -> Plan {
     let mut params = Vec::new();
@@ -68,17 +72,10 @@ pub fn plan(req: &LogsRequest) -> Plan {
         filters.push(format!("error_type = {level}"));
     }
 
-    let mut page_filters = filters.clone();
-    let order = match req.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(id) => {
-            page_filters.push(format!("id < {}", bind(Param::Int(id))));
-            "DESC"
-        }
-        Cursor::After(id) => {
-            page_filters.push(format!("id > {}", bind(Param::Int(id))));
-            "ASC"
-        }
+    let (cursor, order) = match req.cursor {
+        Cursor::Newest => (None, "DESC"),
+        Cursor::Before(id) => (Some(format!("id < {}", bind(Param::Int(id)))), "DESC"),
+        Cursor::After(id) => (Some(format!("id > {}", bind(Param::Int(id)))), "ASC"),
     };
     let limit = bind(Param::Int(req.num_per_page));
     let offset = bind(Param::Int(if req.page > 0 {
@@ -86,37 +83,53 @@ pub fn plan(req: &LogsRequest) -> Plan {
     } else {
         0
     }));
-    let page_rows = |order_by: &str| {
+    let logs = format!("{LOG_COLUMNS} FROM {TABLE}");
+    let page_of = |source: &str, filters: &[String], order_by: &str| {
         format!(
-            "SELECT id, flow_name, error_message, error_type, error_timestamp FROM {TABLE} \
-             {} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
-            where_clause(&page_filters)
+            "SELECT {source} {} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
+            where_clause(&filters_with(filters, cursor.as_deref()))
         )
     };
+    // With a mirror and a level, counting reads every row of the mirror
+    // from the heap (no index holds `error_type`): when the mirror is
+    // small, that one pass keeps the matching ids, and the count and the
+    // page both come from them.
+    let single_pass = by_mirror && req.level != Level::All;
     if by_mirror {
         // Walking the primary key from the cursor reads about
         // (limit + offset) * span / matches rows, in heap order; going
         // through the name index reads every row of the mirror, scattered
         // over the heap (about 3 times the cost a row). The planner cannot
         // tell which is less (the names are only known while the statement
-        // runs), so the statement does, guessing that a level keeps one
-        // row in 20. `id + 0` keeps the primary key out of the name branch.
-        let walk = format!(
-            "({limit}::float8 + {offset}::float8) * (SELECT n FROM span) * {} > 3 * ((SELECT n FROM mirror)::float8 ^ 2)",
-            if req.level == Level::All { 1 } else { 20 }
-        );
+        // runs), so the statement does. `id + 0` keeps the primary key out
+        // of the name branch.
         ctes.push(format!(
             "mirror AS (SELECT count(*) AS n FROM {TABLE} WHERE {MIRROR_FILTER}), \
              span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE}), \
-             page AS ( \
-               SELECT * FROM ({}) by_name WHERE {walk} \
+             gate AS (SELECT ({limit}::float8 + {offset}::float8) * (SELECT n FROM span) \
+                             > 3 * ((SELECT n FROM mirror)::float8 ^ 2) AS by_name)"
+        ));
+        let by_name = if single_pass {
+            ctes.push(format!(
+                "matched AS MATERIALIZED (SELECT id FROM {TABLE} {})",
+                where_clause(&filters)
+            ));
+            format!(
+                "SELECT {logs} WHERE id IN ({})",
+                page_of("id FROM matched", &[], "id")
+            )
+        } else {
+            page_of(&logs, &filters, "id + 0")
+        };
+        ctes.push(format!(
+            "page AS ( \
+               SELECT * FROM ({by_name}) by_name WHERE {BY_NAME} \
                UNION ALL \
-               SELECT * FROM ({}) by_id WHERE NOT ({walk}))",
-            page_rows("id + 0"),
-            page_rows("id")
+               SELECT * FROM ({}) by_id WHERE NOT {BY_NAME})",
+            page_of(&logs, &filters, "id")
         ));
     } else {
-        ctes.push(format!("page AS ({})", page_rows("id")));
+        ctes.push(format!("page AS ({})", page_of(&logs, &filters, "id")));
     }
 
     // `newer` only matters when `page` is computed from it: a cursor
@@ -124,6 +137,20 @@ pub fn plan(req: &LogsRequest) -> Plan {
     // returned is the newest match, so nothing is newer.
     let needs_newer = req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest;
     let newer_than_page = "id > (SELECT max(id) FROM page)";
+    let count = |extra: Option<&str>| {
+        let scan = format!(
+            "(SELECT count(*) FROM {TABLE} {})",
+            where_clause(&filters_with(&filters, extra))
+        );
+        if single_pass {
+            format!(
+                "CASE WHEN {BY_NAME} THEN (SELECT count(*) FROM matched {}) ELSE {scan} END",
+                where_clause(&filters_with(&[], extra))
+            )
+        } else {
+            scan
+        }
+    };
     let stats = if needs_newer && !by_mirror {
         // Every row is read to count them anyway: one pass for both.
         format!(
@@ -134,13 +161,10 @@ pub fn plan(req: &LogsRequest) -> Plan {
         let total = if by_mirror && req.level == Level::All {
             "(SELECT n FROM mirror)".to_string()
         } else {
-            format!("(SELECT count(*) FROM {TABLE} {})", where_clause(&filters))
+            count(None)
         };
         let newer = if needs_newer {
-            format!(
-                "(SELECT count(*) FROM {TABLE} {})",
-                where_clause(&filters_with(&filters, Some(newer_than_page)))
-            )
+            count(Some(newer_than_page))
         } else {
             "0::int8".to_string()
         };
@@ -211,19 +235,39 @@ mod tests {
     #[test]
     fn a_mirror_page_goes_through_whichever_index_reads_less() {
         let p = plan(&req("m", Level::All, 0, 50, Cursor::Newest));
-        let walk = "($2::float8 + $3::float8) * (SELECT n FROM span) * 1 > 3 * ((SELECT n FROM mirror)::float8 ^ 2)";
-        assert!(p.sql.contains(&format!(
-            "ORDER BY id + 0 DESC LIMIT $2 OFFSET $3) by_name WHERE {walk}"
-        )));
-        assert!(p.sql.contains(&format!(
-            "ORDER BY id DESC LIMIT $2 OFFSET $3) by_id WHERE NOT ({walk})"
-        )));
-        let with_level = plan(&req("m", Level::Error, 0, 50, Cursor::Newest));
-        assert!(with_level.sql.contains("(SELECT n FROM span) * 20 > 3"));
+        assert!(p.sql.contains(
+            "gate AS (SELECT ($2::float8 + $3::float8) * (SELECT n FROM span) \
+             > 3 * ((SELECT n FROM mirror)::float8 ^ 2) AS by_name)"
+        ));
+        assert!(p.sql.contains(
+            "ORDER BY id + 0 DESC LIMIT $2 OFFSET $3) by_name WHERE (SELECT by_name FROM gate)"
+        ));
+        assert!(p.sql.contains(
+            "ORDER BY id DESC LIMIT $2 OFFSET $3) by_id WHERE NOT (SELECT by_name FROM gate)"
+        ));
         // The mirror's count is its total when no level narrows it.
         assert!(p
             .sql
             .contains("SELECT (SELECT n FROM mirror) AS total, 0::int8 AS newer"));
+        assert!(!p.sql.contains("matched"));
+    }
+
+    #[test]
+    fn with_a_level_a_small_mirror_is_read_once_for_its_page_and_count() {
+        let p = plan(&req("m", Level::Error, 0, 50, Cursor::Before(9)));
+        assert!(p.sql.contains(
+            "matched AS MATERIALIZED (SELECT id FROM peerdb_stats.flow_errors \
+             WHERE flow_name = ANY((SELECT names FROM flows)::text[]) AND error_type = $2)"
+        ));
+        assert!(p.sql.contains(
+            "WHERE id IN (SELECT id FROM matched WHERE id < $3 ORDER BY id DESC LIMIT $4 OFFSET $5)) by_name"
+        ));
+        // A big mirror is counted without keeping its ids.
+        assert!(p.sql.contains(
+            "CASE WHEN (SELECT by_name FROM gate) THEN (SELECT count(*) FROM matched ) \
+             ELSE (SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
+             AND error_type = $2) END AS total"
+        ));
     }
 
     #[test]
@@ -271,10 +315,14 @@ mod tests {
         assert!(cursor
             .sql
             .contains("count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer"));
-        let mirror = plan(&req("m", Level::Warn, 0, 50, Cursor::After(9)));
+        let mirror = plan(&req("m", Level::All, 0, 50, Cursor::After(9)));
         assert!(mirror.sql.contains(
             "(SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
-             AND error_type = $2 AND id > (SELECT max(id) FROM page)) AS newer"
+             AND id > (SELECT max(id) FROM page)) AS newer"
+        ));
+        let mirror_and_level = plan(&req("m", Level::Warn, 0, 50, Cursor::After(9)));
+        assert!(mirror_and_level.sql.contains(
+            "THEN (SELECT count(*) FROM matched WHERE id > (SELECT max(id) FROM page)) ELSE"
         ));
     }
 }
