@@ -294,10 +294,6 @@ async fn main() {
         .await
         .unwrap();
     seed(&admin, o.rows, 100).await.unwrap();
-    admin
-        .batch_execute("VACUUM ANALYZE peerdb_stats.flow_errors")
-        .await
-        .unwrap();
     println!("Seeded in {:.0} s.\n", started.elapsed().as_secs_f64());
 
     let (proxy_port, trips) = counting_proxy(pg.port()).await;

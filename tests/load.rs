@@ -98,7 +98,6 @@ async fn run(args: Args) {
         .await
         .unwrap();
     seed(&admin, args.rows, MIRRORS).await.unwrap();
-    admin.batch_execute("VACUUM ANALYZE").await.unwrap();
     let scenarios = scenarios(&admin).await;
     println!(
         "seeded {} rows over {MIRRORS} mirrors in {:.1} s",
