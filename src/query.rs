@@ -44,6 +44,8 @@ const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])"
 /// Whether a mirror's page reads the mirror's rows rather than walking
 /// the primary key; decided inside the statement, in the `gate` CTE.
 const BY_NAME: &str = "(SELECT by_name FROM gate)";
+/// Whether a mirror (with a level) is counted by reading the whole table.
+const BIG: &str = "(SELECT big FROM gate)";
 
 pub fn plan(req: &LogsRequest) -> Plan {
     let mut params = Vec::new();
@@ -54,9 +56,12 @@ pub fn plan(req: &LogsRequest) -> Plan {
 
     let mut ctes = Vec::new();
     let mut filters = Vec::new();
+    // The mirror filter as PeerDB writes it, for reading the whole table.
+    let mut mirror_by_text = String::new();
     let by_mirror = !req.flow_job_name.is_empty();
     if by_mirror {
         let needle = bind(Param::Text(req.flow_job_name.clone()));
+        mirror_by_text = format!("strpos(flow_name, {needle}) > 0");
         ctes.push(format!(
             "names(n) AS ( \
                (SELECT flow_name FROM {TABLE} ORDER BY flow_name LIMIT 1) \
@@ -99,15 +104,38 @@ pub fn plan(req: &LogsRequest) -> Plan {
         // Walking the primary key from the cursor reads about
         // (limit + offset) * span / matches rows, in heap order; going
         // through the name index reads every row of the mirror, scattered
-        // over the heap (about 3 times the cost a row). The planner cannot
-        // tell which is less (the names are only known while the statement
-        // runs), so the statement does. `id + 0` keeps the primary key out
-        // of the name branch.
+        // over the heap (about 3 times the cost a row). With a level, the
+        // count reads the mirror's rows anyway and the name branch only
+        // keeps the matching ids (a fraction of a row's cost each), while
+        // the walk reads more rows (a level guessed to keep one in 20): the
+        // walk then pays only for a mirror far bigger than the page. The
+        // planner cannot weigh this (the names are only known while the
+        // statement runs), so the statement does. `id + 0` keeps the
+        // primary key out of the name branch.
+        let rows_weight = if single_pass { "0.005" } else { "3" };
+        let by_name = format!(
+            "({limit}::float8 + {offset}::float8) * s.n > {rows_weight} * (m.n::float8 ^ 2)"
+        );
+        // A mirror with over a tenth of the rows has them on most of the
+        // heap's pages: one sequential pass, as PeerDB makes, then beats
+        // visiting them through the name index.
+        let big = "10 * m.n > s.n";
+        let gate = if single_pass {
+            format!("{by_name} AND NOT {big} AS by_name, {big} AS big")
+        } else {
+            format!("{by_name} AS by_name")
+        };
+        // With a level, the mirror's size only picks the plan, so counting
+        // it stops once the mirror is big.
+        let mirror_rows = if single_pass {
+            format!("(SELECT FROM {TABLE} WHERE {MIRROR_FILTER} LIMIT (SELECT n FROM span) / 10 + 1) capped")
+        } else {
+            format!("{TABLE} WHERE {MIRROR_FILTER}")
+        };
         ctes.push(format!(
-            "mirror AS (SELECT count(*) AS n FROM {TABLE} WHERE {MIRROR_FILTER}), \
-             span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE}), \
-             gate AS (SELECT ({limit}::float8 + {offset}::float8) * (SELECT n FROM span) \
-                             > 3 * ((SELECT n FROM mirror)::float8 ^ 2) AS by_name)"
+            "span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE}), \
+             mirror AS (SELECT count(*) AS n FROM {mirror_rows}), \
+             gate AS (SELECT {gate} FROM mirror m, span s)"
         ));
         let by_name = if single_pass {
             ctes.push(format!(
@@ -137,38 +165,41 @@ pub fn plan(req: &LogsRequest) -> Plan {
     // returned is the newest match, so nothing is newer.
     let needs_newer = req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest;
     let newer_than_page = "id > (SELECT max(id) FROM page)";
-    let count = |extra: Option<&str>| {
-        let scan = format!(
-            "(SELECT count(*) FROM {TABLE} {})",
-            where_clause(&filters_with(&filters, extra))
-        );
-        if single_pass {
-            format!(
-                "CASE WHEN {BY_NAME} THEN (SELECT count(*) FROM matched {}) ELSE {scan} END",
-                where_clause(&filters_with(&[], extra))
-            )
-        } else {
-            scan
-        }
-    };
-    let stats = if needs_newer && !by_mirror {
-        // Every row is read to count them anyway: one pass for both.
-        format!(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE {newer_than_page}) AS newer FROM {TABLE} {}",
-            where_clause(&filters)
-        )
-    } else {
-        let total = if by_mirror && req.level == Level::All {
-            "(SELECT n FROM mirror)".to_string()
-        } else {
-            count(None)
-        };
+    // Where every matching row is read to count it anyway: one pass for
+    // `total` and `newer`.
+    let counted = |rows: &str| {
         let newer = if needs_newer {
-            count(Some(newer_than_page))
+            format!("count(*) FILTER (WHERE {newer_than_page})")
         } else {
             "0::int8".to_string()
         };
-        format!("SELECT {total} AS total, {newer} AS newer")
+        format!("SELECT count(*) AS total, {newer} AS newer FROM {rows}")
+    };
+    let stats = if single_pass {
+        let by_text: Vec<String> = std::iter::once(mirror_by_text)
+            .chain(filters[1..].iter().cloned())
+            .collect();
+        format!(
+            "SELECT * FROM ({}) kept WHERE {BY_NAME} \
+             UNION ALL SELECT * FROM ({}) whole WHERE {BIG} \
+             UNION ALL SELECT * FROM ({}) named WHERE NOT ({BY_NAME} OR {BIG})",
+            counted("matched"),
+            counted(&format!("{TABLE} {}", where_clause(&by_text))),
+            counted(&format!("{TABLE} {}", where_clause(&filters)))
+        )
+    } else if by_mirror {
+        // The mirror's count from the name index is its total.
+        let newer = if needs_newer {
+            format!(
+                "(SELECT count(*) FROM {TABLE} {})",
+                where_clause(&filters_with(&filters, Some(newer_than_page)))
+            )
+        } else {
+            "0::int8".to_string()
+        };
+        format!("SELECT (SELECT n FROM mirror) AS total, {newer} AS newer")
+    } else {
+        counted(&format!("{TABLE} {}", where_clause(&filters)))
     };
     ctes.push(format!("stats AS ({stats})"));
 
@@ -236,8 +267,7 @@ mod tests {
     fn a_mirror_page_goes_through_whichever_index_reads_less() {
         let p = plan(&req("m", Level::All, 0, 50, Cursor::Newest));
         assert!(p.sql.contains(
-            "gate AS (SELECT ($2::float8 + $3::float8) * (SELECT n FROM span) \
-             > 3 * ((SELECT n FROM mirror)::float8 ^ 2) AS by_name)"
+            "gate AS (SELECT ($2::float8 + $3::float8) * s.n > 3 * (m.n::float8 ^ 2) AS by_name FROM mirror m, span s)"
         ));
         assert!(p.sql.contains(
             "ORDER BY id + 0 DESC LIMIT $2 OFFSET $3) by_name WHERE (SELECT by_name FROM gate)"
@@ -253,8 +283,16 @@ mod tests {
     }
 
     #[test]
-    fn with_a_level_a_small_mirror_is_read_once_for_its_page_and_count() {
+    fn with_a_level_a_small_mirror_is_read_once_and_a_big_one_in_one_sequential_pass() {
         let p = plan(&req("m", Level::Error, 0, 50, Cursor::Before(9)));
+        assert!(p.sql.contains(
+            "mirror AS (SELECT count(*) AS n FROM (SELECT FROM peerdb_stats.flow_errors \
+             WHERE flow_name = ANY((SELECT names FROM flows)::text[]) LIMIT (SELECT n FROM span) / 10 + 1) capped)"
+        ));
+        assert!(p.sql.contains(
+            "gate AS (SELECT ($4::float8 + $5::float8) * s.n > 0.005 * (m.n::float8 ^ 2) AND NOT 10 * m.n > s.n AS by_name, \
+             10 * m.n > s.n AS big FROM mirror m, span s)"
+        ));
         assert!(p.sql.contains(
             "matched AS MATERIALIZED (SELECT id FROM peerdb_stats.flow_errors \
              WHERE flow_name = ANY((SELECT names FROM flows)::text[]) AND error_type = $2)"
@@ -262,11 +300,15 @@ mod tests {
         assert!(p.sql.contains(
             "WHERE id IN (SELECT id FROM matched WHERE id < $3 ORDER BY id DESC LIMIT $4 OFFSET $5)) by_name"
         ));
-        // A big mirror is counted without keeping its ids.
         assert!(p.sql.contains(
-            "CASE WHEN (SELECT by_name FROM gate) THEN (SELECT count(*) FROM matched ) \
-             ELSE (SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
-             AND error_type = $2) END AS total"
+            "SELECT * FROM (SELECT count(*) AS total, count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer \
+             FROM matched) kept WHERE (SELECT by_name FROM gate) \
+             UNION ALL SELECT * FROM (SELECT count(*) AS total, count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer \
+             FROM peerdb_stats.flow_errors WHERE strpos(flow_name, $1) > 0 AND error_type = $2) whole \
+             WHERE (SELECT big FROM gate) \
+             UNION ALL SELECT * FROM (SELECT count(*) AS total, count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer \
+             FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) AND error_type = $2) named \
+             WHERE NOT ((SELECT by_name FROM gate) OR (SELECT big FROM gate))"
         ));
     }
 
@@ -320,9 +362,9 @@ mod tests {
             "(SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
              AND id > (SELECT max(id) FROM page)) AS newer"
         ));
-        let mirror_and_level = plan(&req("m", Level::Warn, 0, 50, Cursor::After(9)));
-        assert!(mirror_and_level.sql.contains(
-            "THEN (SELECT count(*) FROM matched WHERE id > (SELECT max(id) FROM page)) ELSE"
-        ));
+        let mirror_and_level = plan(&req("m", Level::Warn, 0, 50, Cursor::Newest));
+        assert!(mirror_and_level
+            .sql
+            .contains("SELECT count(*) AS total, 0::int8 AS newer FROM matched"));
     }
 }

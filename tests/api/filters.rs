@@ -154,3 +154,49 @@ async fn rows_carry_all_five_fields_with_millisecond_utc_timestamps() {
                "total": 1, "page": 1})
     );
 }
+
+#[tokio::test]
+async fn a_mirror_and_a_level_are_exact_however_big_the_mirror_is() {
+    // "small" holds 5% of the rows, "big" the rest; even ids are errors.
+    let rows: Vec<(i64, &str, &str, &str)> = (1..=200)
+        .map(|id| {
+            let flow = if id % 20 == 0 { "small" } else { "big" };
+            (id, flow, if id % 2 == 0 { "error" } else { "info" }, "m")
+        })
+        .collect();
+    let catalog = TestCatalog::new().await;
+    catalog.insert(&rows).await;
+    let app = catalog.app(&[]);
+    let answer = |r: Reply| (r.ids(), r.total(), r.page());
+    for (body, expect) in [
+        // A small mirror's page and count from one read of its rows.
+        (
+            json!({"flowJobName": "small", "level": "error", "numPerPage": 3}),
+            (vec![200, 180, 160], 10, 1),
+        ),
+        (
+            json!({"flowJobName": "small", "level": "error", "numPerPage": 3, "beforeId": 160}),
+            (vec![140, 120, 100], 10, 2),
+        ),
+        // Only counted.
+        (
+            json!({"flowJobName": "small", "level": "error", "numPerPage": 0}),
+            (vec![], 10, 0),
+        ),
+        // A big mirror counted in one pass over the table.
+        (
+            json!({"flowJobName": "big", "level": "error", "numPerPage": 3}),
+            (vec![198, 196, 194], 90, 1),
+        ),
+        (
+            json!({"flowJobName": "big", "level": "error", "numPerPage": 3, "beforeId": 190}),
+            (vec![188, 186, 184], 90, 2),
+        ),
+        (
+            json!({"flowJobName": "big", "level": "info", "numPerPage": 2, "afterId": 10}),
+            (vec![13, 11], 100, 47),
+        ),
+    ] {
+        assert_eq!(answer(logs(&app, body.clone()).await), expect, "{body}");
+    }
+}
