@@ -9,6 +9,12 @@
 //! with a skip scan of `idx_flow_errors_flow_name` (one index probe per
 //! name), keeps those that contain the filter, and then filters rows with
 //! `flow_name = ANY(names)`, which the index does serve.
+//!
+//! How a mirror's rows are read is decided inside the statement, from the
+//! mirror's size (counted in that index) and the table's id span: its page
+//! through the name index or by walking the primary key; with a level, a
+//! small mirror's rows read once for both page and count, and a mirror of
+//! over a tenth of the table counted in one sequential pass.
 
 use crate::request::{Cursor, Level, LogsRequest};
 
