@@ -2,9 +2,10 @@
 //! request makes.
 //!
 //! Each read is one network round trip: `BEGIN READ ONLY` with a
-//! transaction-local `statement_timeout` (and JIT off), the statement (unnamed, so it
-//! works through PgBouncer's transaction pooling and RDS Proxy without
-//! pinning), and `COMMIT` are written together before any reply is read.
+//! transaction-local `statement_timeout` (and JIT off), the statement
+//! (unnamed, so it works through PgBouncer's transaction pooling and RDS
+//! Proxy without pinning), and `COMMIT` are written together before any
+//! reply is read.
 //! The time limit is the server's, so a runaway query is cancelled there.
 
 use std::sync::Arc;
