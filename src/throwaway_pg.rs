@@ -155,7 +155,7 @@ impl ThrowawayPg {
     /// and sets the watchdog on the new server process.
     fn wait_until_ready(&mut self, from: u64) -> Result<(), String> {
         stop_when_parent_dies(self.child.id(), &self.dir);
-        let log_path = self.dir.join("postgres.log");
+        let log_path = self.log_path();
         let until = Instant::now() + Duration::from_secs(60);
         loop {
             let log = fs::read(&log_path).unwrap_or_default();
