@@ -1,18 +1,24 @@
-//! HTTP Basic authentication as PeerDB does it: an empty user name and the
-//! PeerDB password, `Authorization: Basic base64(":" + password)`.
+//! Who may call: decided from the headers alone, before the body is read
+//! and before the catalog is touched.
 //!
-//! The comparison is of SHA-256 digests with `subtle`'s constant-time
-//! equality: the time it takes depends on neither the password's content
-//! nor its length (the digest is always 32 bytes), only on the length of
-//! the guess, which the caller already knows.
+//! HTTP Basic as PeerDB does it: an empty user name and the PeerDB
+//! password, `Authorization: Basic base64(":" + password)`. The comparison
+//! is of SHA-256 digests with `subtle`'s constant-time equality: the time
+//! it takes depends on neither the password's content nor its length (the
+//! digest is always 32 bytes), only on the length of the guess, which the
+//! caller already knows.
 
+use std::time::Instant;
+
+use axum::http::header::{HeaderMap, AUTHORIZATION};
 use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
 use base64::{alphabet, Engine};
-use lambda_http::http::header::{HeaderMap, AUTHORIZATION};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::{error, warn};
 
-use crate::error::ApiError;
+use crate::error::{describe, ApiError};
+use crate::secrets::{PasswordSecret, RETRY_INTERVAL};
 
 /// Standard alphabet, with or without padding.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -21,67 +27,84 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// What requests must present. Built once per execution environment.
-#[derive(Clone)]
-pub enum Authenticator {
-    /// The digest of `":" + password`, the decoded credentials to expect.
-    Password([u8; 32]),
-    /// Authentication switched off explicitly (authorization is done by API
-    /// Gateway in front of the function).
+pub enum Auth {
+    /// Requests must present one of these.
+    Required(Vec<WayIn>),
+    /// Switched off explicitly: API Gateway authorizes callers.
     Disabled,
-    /// No password and no explicit opt-out: fail closed.
+    /// No way in configured and no explicit opt-out: fail closed.
     NotConfigured,
 }
 
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Authenticator::Password(_) => "Authenticator::Password(<redacted>)",
-            Authenticator::Disabled => "Authenticator::Disabled",
-            Authenticator::NotConfigured => "Authenticator::NotConfigured",
-        })
-    }
+/// One accepted way in.
+pub enum WayIn {
+    /// A password fixed for the execution environment's life.
+    Password(Password),
+    /// The password kept in Secrets Manager, re-read as it rotates.
+    PasswordSecret(RotatingPassword),
 }
 
-impl Authenticator {
-    pub fn password(password: &str) -> Self {
-        Authenticator::Password(credentials_digest(format!(":{password}").as_bytes()))
-    }
-
+impl Auth {
     /// Decides whether the request may go on. Reads only headers.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match self {
-            Authenticator::Disabled => Ok(()),
-            Authenticator::NotConfigured => Err(ApiError::Internal(
-                "the function is not configured: no API password is set",
-            )),
-            Authenticator::Password(expected) => {
-                let presented =
-                    single_basic_credentials(headers).ok_or(ApiError::Unauthenticated)?;
-                let matches: bool = credentials_digest(&presented).ct_eq(expected).into();
-                if matches {
-                    Ok(())
-                } else {
-                    Err(ApiError::Unauthenticated)
-                }
+    pub async fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let ways = match self {
+            Auth::Disabled => return Ok(()),
+            Auth::NotConfigured => return Err(ApiError::NoPassword),
+            Auth::Required(ways) => ways,
+        };
+        let value = authorization(headers).ok_or(ApiError::Unauthenticated)?;
+        for way in ways {
+            let admitted = match way {
+                WayIn::Password(password) => password.admits(value),
+                WayIn::PasswordSecret(secret) => secret.admits(value).await,
+            };
+            if admitted {
+                return Ok(());
             }
         }
+        Err(ApiError::Unauthenticated)
     }
 }
 
-fn credentials_digest(credentials: &[u8]) -> [u8; 32] {
-    Sha256::digest(credentials).into()
-}
-
-/// The decoded `user:password` bytes of the only `Authorization` header,
-/// when it is a well-formed Basic one. Two headers are refused rather than
-/// guessed between.
-fn single_basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
+/// The only `Authorization` header's value. Two headers are refused rather
+/// than guessed between.
+pub fn authorization(headers: &HeaderMap) -> Option<&str> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    let value = value.to_str().ok()?.trim();
+    value.to_str().ok().map(str::trim)
+}
+
+/// The digest of `":" + password`, the decoded credentials to expect.
+#[derive(Clone)]
+pub struct Password([u8; 32]);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl Password {
+    pub fn new(password: &str) -> Password {
+        Password(digest(format!(":{password}").as_bytes()))
+    }
+
+    /// Whether an `Authorization` value carries this password, as Basic.
+    pub fn admits(&self, authorization: &str) -> bool {
+        basic_credentials(authorization)
+            .is_some_and(|presented| digest(&presented).ct_eq(&self.0).into())
+    }
+}
+
+fn digest(credentials: &[u8]) -> [u8; 32] {
+    Sha256::digest(credentials).into()
+}
+
+/// The decoded `user:password` bytes of a well-formed Basic value.
+fn basic_credentials(value: &str) -> Option<Vec<u8>> {
     let (scheme, token) = value.split_once([' ', '\t'])?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -89,10 +112,82 @@ fn single_basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
     BASE64.decode(token.trim()).ok()
 }
 
+/// The API password from `PEERDB_PASSWORD_SECRET_ID`. A rotated password
+/// is accepted within [`RETRY_INTERVAL`] (a request presenting one that
+/// does not match re-reads the secret), and the old one is refused once
+/// the copy here is older than the secret's `max_age`.
+pub struct RotatingPassword {
+    secret: PasswordSecret,
+    state: tokio::sync::Mutex<Copy>,
+}
+
+struct Copy {
+    password: Password,
+    read_at: Instant,
+    /// The last re-read caused by a password that did not match.
+    retried_at: Option<Instant>,
+}
+
+impl RotatingPassword {
+    /// `password` is the secret's value as read at start.
+    pub fn new(secret: PasswordSecret, password: &str) -> RotatingPassword {
+        RotatingPassword {
+            secret,
+            state: tokio::sync::Mutex::new(Copy {
+                password: Password::new(password),
+                read_at: Instant::now(),
+                retried_at: None,
+            }),
+        }
+    }
+
+    async fn admits(&self, authorization: &str) -> bool {
+        let mut copy = self.state.lock().await;
+        if copy.read_at.elapsed() >= self.secret.max_age {
+            self.reread(&mut copy).await;
+        }
+        if copy.password.admits(authorization) {
+            return true;
+        }
+        if copy
+            .retried_at
+            .is_some_and(|at| at.elapsed() < RETRY_INTERVAL)
+        {
+            return false;
+        }
+        copy.retried_at = Some(Instant::now());
+        self.reread(&mut copy).await;
+        copy.password.admits(authorization)
+    }
+
+    /// On failure the password read before stays in force.
+    async fn reread(&self, copy: &mut Copy) {
+        match self.secret.read().await {
+            Ok(password) => copy.password = Password::new(&password),
+            Err(e) => {
+                let (secret, error) = (self.secret.id(), describe(&e));
+                if matches!(e, crate::secrets::SecretsError::Content { .. }) {
+                    error!(
+                        secret,
+                        error,
+                        "the API password secret is unusable; keeping the password read before"
+                    );
+                } else {
+                    warn!(
+                        secret,
+                        error, "cannot re-read the API password; keeping the one read before"
+                    );
+                }
+            }
+        }
+        copy.read_at = Instant::now();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::http::HeaderValue;
+    use axum::http::HeaderValue;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -102,23 +197,25 @@ mod tests {
         map
     }
 
-    fn check(values: &[&str]) -> Result<(), ApiError> {
-        Authenticator::password("peerdb").check(&headers(values))
+    async fn check(values: &[&str]) -> Result<(), ApiError> {
+        Auth::Required(vec![WayIn::Password(Password::new("peerdb"))])
+            .check(&headers(values))
+            .await
     }
 
-    #[test]
-    fn accepts_the_documented_header() {
-        assert_eq!(check(&["Basic OnBlZXJkYg=="]), Ok(()));
+    #[tokio::test]
+    async fn accepts_the_documented_header() {
+        assert!(check(&["Basic OnBlZXJkYg=="]).await.is_ok());
     }
 
-    #[test]
-    fn scheme_is_case_insensitive_and_padding_optional() {
-        assert_eq!(check(&["basic OnBlZXJkYg"]), Ok(()));
-        assert_eq!(check(&["BASIC  OnBlZXJkYg=="]), Ok(()));
+    #[tokio::test]
+    async fn scheme_is_case_insensitive_and_padding_optional() {
+        assert!(check(&["basic OnBlZXJkYg"]).await.is_ok());
+        assert!(check(&["BASIC  OnBlZXJkYg=="]).await.is_ok());
     }
 
-    #[test]
-    fn refuses_everything_but_colon_and_the_exact_password() {
+    #[tokio::test]
+    async fn refuses_everything_but_colon_and_the_exact_password() {
         let wrong = [
             "Basic ".to_string(),
             "Basic".to_string(),
@@ -132,31 +229,36 @@ mod tests {
             "Basic !!!!".to_string(),
         ];
         for header in &wrong {
-            assert_eq!(check(&[header]), Err(ApiError::Unauthenticated), "{header}");
+            assert!(
+                matches!(check(&[header]).await, Err(ApiError::Unauthenticated)),
+                "{header}"
+            );
         }
-        assert_eq!(check(&[]), Err(ApiError::Unauthenticated));
+        assert!(matches!(check(&[]).await, Err(ApiError::Unauthenticated)));
     }
 
-    #[test]
-    fn two_authorization_headers_are_refused() {
-        assert_eq!(
-            check(&["Basic OnBlZXJkYg==", "Basic OnBlZXJkYg=="]),
+    #[tokio::test]
+    async fn two_authorization_headers_are_refused() {
+        assert!(matches!(
+            check(&["Basic OnBlZXJkYg==", "Basic OnBlZXJkYg=="]).await,
             Err(ApiError::Unauthenticated)
-        );
+        ));
     }
 
-    #[test]
-    fn fails_closed_without_a_password() {
-        let err = Authenticator::NotConfigured.check(&headers(&["Basic OnBlZXJkYg=="]));
+    #[tokio::test]
+    async fn fails_closed_without_a_password() {
+        let err = Auth::NotConfigured
+            .check(&headers(&["Basic OnBlZXJkYg=="]))
+            .await;
         assert_eq!(err.unwrap_err().code(), 13);
-        assert_eq!(Authenticator::Disabled.check(&headers(&[])), Ok(()));
+        assert!(Auth::Disabled.check(&headers(&[])).await.is_ok());
     }
 
     #[test]
     fn debug_never_shows_the_digest() {
         assert_eq!(
-            format!("{:?}", Authenticator::password("peerdb")),
-            "Authenticator::Password(<redacted>)"
+            format!("{:?}", Password::new("peerdb")),
+            "Password(<redacted>)"
         );
     }
 }

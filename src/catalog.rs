@@ -8,25 +8,28 @@
 //! reply is read.
 //! The time limit is the server's, so a runaway query is cancelled there.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+    ConfigConnectImpl, Connect, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
+    Runtime, TimeoutType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
-use tracing::{error, warn};
+use tracing::warn;
 
-use crate::config::{CatalogSettings, TlsSettings};
-use crate::error::ApiError;
+use crate::config::{CatalogConfig, ConfigError};
 use crate::query::{Param, Plan};
-use crate::secrets::CatalogRotation;
+use crate::secrets::CatalogSecret;
 
 /// One log line as the catalog holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,44 +57,98 @@ pub struct Catalog {
     statement_timeout: Duration,
     /// Bounds a request's whole wait for a connection.
     connect_budget: Duration,
-    rotation: Option<Arc<CatalogRotation>>,
+    secret: Option<Arc<CatalogSecret>>,
+}
+
+/// Why a read failed. Host names may appear in the causes; secrets never
+/// do. Logged once, where the request ends.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no pooled connection was free in time")]
+    PoolExhausted,
+    #[error("connecting to the catalog timed out")]
+    ConnectTimeout,
+    #[error("cannot connect to the catalog")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("the connection pool failed")]
+    Pool(#[source] PoolError),
+    /// The connection was dead before the read began: retried once.
+    #[error("the catalog connection was dead")]
+    Stale(#[source] tokio_postgres::Error),
+    #[error("the catalog refused the configured credentials")]
+    Credentials(#[source] tokio_postgres::Error),
+    /// The statement, or the invocation, ran out of time.
+    #[error("the read ran out of time")]
+    Deadline,
+    #[error("catalog read failed")]
+    Query(#[source] tokio_postgres::Error),
+    #[error("the statement returned no row")]
+    NoStatsRow,
+}
+
+/// Why the catalog's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read PEERDB_CATALOG_CA_FILE")]
+    CaFile(#[source] std::io::Error),
+    #[error("PEERDB_CATALOG_CA_FILE is not a PEM bundle")]
+    CaPem(#[source] rustls::pki_types::pem::Error),
+    #[error("PEERDB_CATALOG_CA_FILE holds a bad certificate")]
+    CaCert(#[source] rustls::Error),
+    #[error("PEERDB_CATALOG_CA_FILE holds no certificate")]
+    CaEmpty,
+    #[error("TLS setup failed")]
+    Tls(#[source] rustls::Error),
+    #[error("cannot build the connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
 }
 
 /// Time the server limit leaves for the reply to travel back.
 const REPLY_GRACE: Duration = Duration::from_millis(250);
 
 impl Catalog {
-    /// Builds the pool; connects to nothing until the first request.
-    pub fn new(settings: &CatalogSettings) -> Result<Catalog, String> {
-        let tls = settings.tls.as_ref().map(tls_connector).transpose()?;
+    /// Builds the pool; connects to nothing until the first request. With
+    /// a `secret`, connections use its newest settings.
+    pub fn new(
+        config: &CatalogConfig,
+        secret: Option<CatalogSecret>,
+    ) -> Result<Catalog, SetupError> {
+        let pg = config.pg()?;
+        let tls = (pg.get_ssl_mode() != tokio_postgres::config::SslMode::Disable)
+            .then(|| tls_connector(config))
+            .transpose()?;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match (&settings.rotation, &tls) {
-            (Some(rotation), _) => Manager::from_connect(
-                settings.pg.clone(),
-                rotation.connector(tls.clone()),
-                manager_config,
-            ),
-            (None, Some(tls)) => {
-                Manager::from_config(settings.pg.clone(), tls.clone(), manager_config)
-            }
-            (None, None) => Manager::from_config(settings.pg.clone(), NoTls, manager_config),
+        let secret = secret.map(Arc::new);
+        let inner: Box<dyn Connect> = match tls.clone() {
+            Some(tls) => Box::new(ConfigConnectImpl { tls }),
+            None => Box::new(ConfigConnectImpl { tls: NoTls }),
         };
+        let manager = Manager::from_connect(
+            pg,
+            RotatingConnect {
+                secret: secret.clone(),
+                inner,
+            },
+            manager_config,
+        );
         let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .wait_timeout(Some(settings.pool_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.pool_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| format!("cannot build the connection pool: {e}"))?;
+            .map_err(SetupError::Pool)?;
         Ok(Catalog {
             pool,
             tls,
-            statement_timeout: settings.statement_timeout,
-            connect_budget: settings.pool_timeout + settings.connect_timeout,
-            rotation: settings.rotation.clone(),
+            statement_timeout: config.statement_timeout,
+            connect_budget: config.pool_timeout + config.connect_timeout,
+            secret,
         })
     }
 
@@ -101,35 +158,38 @@ impl Catalog {
     /// terminated) is replaced and the read retried once. Credentials the
     /// catalog refuses are re-read from their secret, if they have one,
     /// and the read retried with the new ones.
-    pub async fn read(&self, plan: &Plan, deadline: Option<Instant>) -> Result<LogsPage, ApiError> {
+    pub async fn read(
+        &self,
+        plan: &Plan,
+        deadline: Option<Instant>,
+    ) -> Result<LogsPage, CatalogError> {
         let result = match self.attempt(plan, deadline).await {
-            Err(Failure::Stale(e)) => {
-                warn!(error = %e, "catalog connection was dead; retrying on a fresh one");
+            Err(CatalogError::Stale(e)) => {
+                warn!(error = %crate::error::describe(&e), "catalog connection was dead; retrying on a fresh one");
                 self.attempt(plan, deadline).await
             }
             other => other,
         };
-        match (result, &self.rotation) {
-            (Err(Failure::Other(e)), Some(rotation)) if is_auth_failure(&e) => {
-                if rotation.refresh().await {
-                    self.attempt(plan, deadline).await
-                } else {
-                    Err(Failure::Other(e))
-                }
+        match (result, &self.secret) {
+            (Err(CatalogError::Credentials(_)), Some(secret)) if secret.refresh().await => {
+                self.attempt(plan, deadline).await
             }
             (result, _) => result,
         }
-        .map_err(Failure::into_api)
     }
 
-    async fn attempt(&self, plan: &Plan, deadline: Option<Instant>) -> Result<LogsPage, Failure> {
+    async fn attempt(
+        &self,
+        plan: &Plan,
+        deadline: Option<Instant>,
+    ) -> Result<LogsPage, CatalogError> {
         let now = Instant::now();
         let deadline =
             deadline.unwrap_or(now + self.connect_budget + self.statement_timeout + REPLY_GRACE);
         let client = tokio::time::timeout_at(deadline, self.pool.get())
             .await
-            .map_err(|_| Failure::Deadline)?
-            .map_err(Failure::from_pool)?;
+            .map_err(|_| CatalogError::Deadline)?
+            .map_err(from_pool)?;
 
         // What is left after connecting, less the time the reply needs.
         let left = deadline
@@ -137,7 +197,7 @@ impl Catalog {
             .saturating_sub(REPLY_GRACE);
         let limit = self.statement_timeout.min(left);
         if limit < Duration::from_millis(10) {
-            return Err(Failure::Deadline);
+            return Err(CatalogError::Deadline);
         }
         let params: Vec<(&(dyn ToSql + Sync), Type)> = plan
             .params
@@ -164,15 +224,8 @@ impl Catalog {
             )
         };
         match tokio::time::timeout(limit + REPLY_GRACE, pipeline).await {
-            Ok((Ok(()), Ok(rows), Ok(()))) => page_from_rows(&rows).map_err(Failure::Other),
-            Ok((begin, rows, commit)) => {
-                let e = begin
-                    .err()
-                    .or(rows.err())
-                    .or(commit.err())
-                    .expect("one of them failed");
-                Err(Failure::from_query(e))
-            }
+            Ok((Ok(()), Ok(rows), Ok(()))) => page_from_rows(&rows),
+            Ok((Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e))) => Err(from_query(e)),
             Err(_) => {
                 // The server did not stop it in time: cancel it there, and
                 // drop the connection, which is mid-transaction.
@@ -188,106 +241,66 @@ impl Catalog {
                         warn!(error = %e, "could not cancel a query past its time limit");
                     }
                 });
-                Err(Failure::Deadline)
+                Err(CatalogError::Deadline)
             }
         }
     }
 }
 
-fn page_from_rows(rows: &[Row]) -> Result<LogsPage, tokio_postgres::Error> {
-    let first = rows
-        .first()
-        .expect("the statement always returns the stats row");
+fn page_from_rows(rows: &[Row]) -> Result<LogsPage, CatalogError> {
+    // The statement always returns the stats row, on an empty page too.
+    let first = rows.first().ok_or(CatalogError::NoStatsRow)?;
+    let column = CatalogError::Query;
     let mut page = LogsPage {
         rows: Vec::with_capacity(rows.len()),
-        total: first.try_get(0)?,
-        newer: first.try_get(1)?,
+        total: first.try_get(0).map_err(column)?,
+        newer: first.try_get(1).map_err(column)?,
     };
     for row in rows {
-        if let Some(id) = row.try_get::<_, Option<i64>>(2)? {
+        if let Some(id) = row.try_get::<_, Option<i64>>(2).map_err(column)? {
             page.rows.push(LogRow {
                 id,
-                flow_name: row.try_get(3)?,
-                error_message: row.try_get(4)?,
-                error_type: row.try_get(5)?,
-                error_ms: row.try_get(6)?,
+                flow_name: row.try_get(3).map_err(column)?,
+                error_message: row.try_get(4).map_err(column)?,
+                error_type: row.try_get(5).map_err(column)?,
+                error_ms: row.try_get(6).map_err(column)?,
             });
         }
     }
     Ok(page)
 }
 
-/// Why an attempt failed, as far as retrying and the caller are concerned.
-#[derive(Debug)]
-enum Failure {
-    /// The connection was dead before the read began: retry once.
-    Stale(tokio_postgres::Error),
-    /// No connection could be had in time.
-    Unreachable(String),
-    /// The statement, or the invocation, ran out of time.
-    Deadline,
-    Other(tokio_postgres::Error),
+fn from_pool(e: PoolError) -> CatalogError {
+    match e {
+        PoolError::Timeout(TimeoutType::Wait) => CatalogError::PoolExhausted,
+        PoolError::Timeout(_) => CatalogError::ConnectTimeout,
+        PoolError::Backend(e) if is_auth_failure(&e) => CatalogError::Credentials(e),
+        PoolError::Backend(e) => CatalogError::Connect(e),
+        other => CatalogError::Pool(other),
+    }
 }
 
-impl Failure {
-    fn from_pool(e: PoolError) -> Failure {
-        match e {
-            PoolError::Timeout(TimeoutType::Wait) => {
-                Failure::Unreachable("no pooled connection was free in time".into())
-            }
-            PoolError::Timeout(_) => {
-                Failure::Unreachable("connecting to the catalog timed out".into())
-            }
-            PoolError::Backend(e) if is_auth_failure(&e) => Failure::Other(e),
-            PoolError::Backend(e) => {
-                Failure::Unreachable(format!("cannot connect to the catalog: {}", describe(&e)))
-            }
-            other => Failure::Unreachable(other.to_string()),
-        }
-    }
-
-    fn from_query(e: tokio_postgres::Error) -> Failure {
-        let code = e.code();
-        if code == Some(&SqlState::QUERY_CANCELED) {
-            Failure::Deadline
-        } else if e.is_closed()
-            || code.is_some_and(|c| {
-                [
-                    SqlState::ADMIN_SHUTDOWN,
-                    SqlState::CRASH_SHUTDOWN,
-                    SqlState::CANNOT_CONNECT_NOW,
-                ]
-                .contains(c)
-                    || c.code().starts_with("08")
-            })
-            || source_is_io(&e)
-        {
-            Failure::Stale(e)
-        } else {
-            Failure::Other(e)
-        }
-    }
-
-    fn into_api(self) -> ApiError {
-        match self {
-            Failure::Deadline => ApiError::Timeout,
-            Failure::Stale(e) => {
-                error!(error = %describe(&e), "catalog connection failed again after a retry");
-                ApiError::Unavailable
-            }
-            Failure::Unreachable(why) => {
-                error!(error = %why, "catalog unavailable");
-                ApiError::Unavailable
-            }
-            Failure::Other(e) if is_auth_failure(&e) => {
-                error!(error = %describe(&e), "the catalog refused the configured credentials");
-                ApiError::Internal("the function cannot sign in to the catalog; see its log")
-            }
-            Failure::Other(e) => {
-                error!(error = %describe(&e), "catalog read failed");
-                ApiError::Internal("reading the catalog failed; see the function's log")
-            }
-        }
+fn from_query(e: tokio_postgres::Error) -> CatalogError {
+    let code = e.code();
+    if code == Some(&SqlState::QUERY_CANCELED) {
+        CatalogError::Deadline
+    } else if is_auth_failure(&e) {
+        CatalogError::Credentials(e)
+    } else if e.is_closed()
+        || code.is_some_and(|c| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(c)
+                || c.code().starts_with("08")
+        })
+        || source_is_io(&e)
+    {
+        CatalogError::Stale(e)
+    } else {
+        CatalogError::Query(e)
     }
 }
 
@@ -307,36 +320,43 @@ fn source_is_io(e: &tokio_postgres::Error) -> bool {
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
-/// The error and its causes on one line, for the log.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
+type ConnectFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Connects with the catalog secret's current settings, when there is one,
+/// instead of the pool's.
+struct RotatingConnect {
+    secret: Option<Arc<CatalogSecret>>,
+    inner: Box<dyn Connect>,
 }
 
-fn tls_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, String> {
+impl Connect for RotatingConnect {
+    fn connect(&self, pg: &tokio_postgres::Config) -> ConnectFuture<'_> {
+        let pg = match &self.secret {
+            Some(secret) => secret.current(),
+            None => pg.clone(),
+        };
+        Box::pin(async move { self.inner.connect(&pg).await })
+    }
+}
+
+fn tls_connector(config: &CatalogConfig) -> Result<MakeRustlsConnect, SetupError> {
     let mut roots = rustls::RootCertStore::empty();
-    match &settings.ca_file {
+    match &config.ca_file {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read PEERDB_CATALOG_CA_FILE: {e}"))?;
+            let pem = std::fs::read(path).map_err(SetupError::CaFile)?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert =
-                    cert.map_err(|e| format!("PEERDB_CATALOG_CA_FILE is not a PEM bundle: {e}"))?;
                 roots
-                    .add(cert)
-                    .map_err(|e| format!("PEERDB_CATALOG_CA_FILE holds a bad certificate: {e}"))?;
+                    .add(cert.map_err(SetupError::CaPem)?)
+                    .map_err(SetupError::CaCert)?;
             }
             if roots.is_empty() {
-                return Err("PEERDB_CATALOG_CA_FILE holds no certificate".into());
+                return Err(SetupError::CaEmpty);
             }
         }
         None => {
@@ -350,7 +370,7 @@ fn tls_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .map_err(SetupError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))

@@ -1,28 +1,50 @@
 //! The one error type every step returns, and its mapping to the spec's
-//! error table. Messages are written for the caller: they never carry SQL,
-//! host names, connection strings or secrets. Detail goes to the log.
+//! error table. The message is written for the caller: it never carries
+//! SQL, host names, connection strings or secrets. The cause stays in the
+//! error, for the one log line written where the request ends.
 
-use lambda_http::http::StatusCode;
+use std::sync::Arc;
+
+use axum::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::catalog::CatalogError;
 
 /// Everything that can stop a request, each with the status and gRPC-style
 /// code PeerDB's gateway would answer with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is invalid; the message names the field and why.
+    #[error("{0}")]
     BadRequest(String),
     /// Credentials missing, malformed or wrong.
+    #[error("authentication required: HTTP Basic with the PeerDB password")]
     Unauthenticated,
+    #[error("no such endpoint; POST /api/v1/mirrors/logs")]
     NotFound,
-    MethodNotAllowed,
+    /// With the methods the endpoint allows.
+    #[error("method not allowed; use {0}")]
+    MethodNotAllowed(&'static str),
     /// The body is larger than the configured bound (in bytes).
+    #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// Something the caller cannot fix: a bug, a broken catalog, missing
-    /// configuration. The detail was logged where it happened.
-    Internal(&'static str),
+    /// Configuration the function cannot work without; said in the log at
+    /// start.
+    #[error("the function is not configured; see its log")]
+    NotConfigured,
+    #[error("the function is not configured: no API password is set")]
+    NoPassword,
     /// The catalog could not be reached in time.
-    Unavailable,
+    #[error("the catalog database cannot be reached; try again")]
+    Unavailable(#[source] CatalogError),
     /// The query ran past its time limit.
+    #[error("the query ran past its time limit")]
     Timeout,
+    #[error("the function cannot sign in to the catalog; see its log")]
+    CatalogCredentials(#[source] CatalogError),
+    #[error("reading the catalog failed; see the function's log")]
+    Catalog(#[source] CatalogError),
 }
 
 impl ApiError {
@@ -35,49 +57,127 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotConfigured
+            | ApiError::NoPassword
+            | ApiError::CatalogCredentials(_)
+            | ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     /// The gRPC status code PeerDB's gateway puts in `code`.
     pub fn code(&self) -> u8 {
-        match self {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) => 3, // INVALID_ARGUMENT
-            ApiError::Unauthenticated => 16,                             // UNAUTHENTICATED
-            ApiError::NotFound => 5,                                     // NOT_FOUND
-            ApiError::MethodNotAllowed => 12,                            // UNIMPLEMENTED
-            ApiError::Internal(_) => 13,                                 // INTERNAL
-            ApiError::Unavailable => 14,                                 // UNAVAILABLE
-            ApiError::Timeout => 4,                                      // DEADLINE_EXCEEDED
+        match self.status() {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => 3, // INVALID_ARGUMENT
+            StatusCode::UNAUTHORIZED => 16,                               // UNAUTHENTICATED
+            StatusCode::NOT_FOUND => 5,                                   // NOT_FOUND
+            StatusCode::METHOD_NOT_ALLOWED => 12,                         // UNIMPLEMENTED
+            StatusCode::SERVICE_UNAVAILABLE => 14,                        // UNAVAILABLE
+            StatusCode::GATEWAY_TIMEOUT => 4,                             // DEADLINE_EXCEEDED
+            _ => 13,                                                      // INTERNAL
         }
     }
 
-    pub fn message(&self) -> String {
-        match self {
-            ApiError::BadRequest(message) => message.clone(),
+    /// The error body PeerDB's gateway sends.
+    pub fn body(&self) -> String {
+        serde_json::json!({"code": self.code(), "message": self.to_string(), "details": []})
+            .to_string()
+    }
+}
+
+/// The spec's error body and status, with the headers each status needs.
+/// The error itself rides along in the response's extensions, for the log
+/// line.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.status(), self.body());
+        let headers = response.headers_mut();
+        match &self {
             ApiError::Unauthenticated => {
-                "authentication required: HTTP Basic with the PeerDB password".into()
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="PeerDB", charset="UTF-8""#),
+                );
             }
-            ApiError::NotFound => "no such endpoint; POST /api/v1/mirrors/logs".into(),
-            ApiError::MethodNotAllowed => "method not allowed; use POST".into(),
-            ApiError::PayloadTooLarge(limit) => {
-                format!("request body is larger than {limit} bytes")
+            ApiError::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::Internal(what) => (*what).into(),
-            ApiError::Unavailable => "the catalog database cannot be reached; try again".into(),
-            ApiError::Timeout => "the query ran past its time limit".into(),
+            _ => {}
+        }
+        response.extensions_mut().insert(Arc::new(self));
+        response
+    }
+}
+
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// An error and its causes on one line, for the log.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        match e {
+            CatalogError::Deadline => ApiError::Timeout,
+            CatalogError::Credentials(_) => ApiError::CatalogCredentials(e),
+            CatalogError::PoolExhausted
+            | CatalogError::ConnectTimeout
+            | CatalogError::Connect(_)
+            | CatalogError::Pool(_)
+            | CatalogError::Stale(_) => ApiError::Unavailable(e),
+            CatalogError::Query(_) | CatalogError::NoStatsRow => ApiError::Catalog(e),
         }
     }
 }
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message(), self.status())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateways_error_shape() {
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::bad_request("numPerPage must not be negative").body())
+                .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"code":3,"message":"numPerPage must not be negative","details":[]})
+        );
+    }
+
+    #[test]
+    fn each_error_has_the_specs_status_and_code() {
+        for (e, status, code) in [
+            (ApiError::bad_request("x"), 400, 3),
+            (ApiError::Unauthenticated, 401, 16),
+            (ApiError::NotFound, 404, 5),
+            (ApiError::MethodNotAllowed("POST"), 405, 12),
+            (ApiError::PayloadTooLarge(1), 413, 3),
+            (ApiError::NotConfigured, 500, 13),
+            (ApiError::Unavailable(CatalogError::PoolExhausted), 503, 14),
+            (ApiError::Timeout, 504, 4),
+        ] {
+            assert_eq!((e.status().as_u16(), e.code()), (status, code), "{e}");
+        }
     }
 }
-
-impl std::error::Error for ApiError {}

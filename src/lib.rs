@@ -1,18 +1,18 @@
 //! PeerDB's mirror logs API (`POST /api/v1/mirrors/logs`) as an AWS Lambda
-//! function. A request goes through the modules in this order:
-//! [`route`] → [`auth`] → [`request`] → [`query`] → [`catalog`] →
-//! [`response`], driven by [`handler`]. [`local`] serves the same handler
-//! over plain HTTP where no Lambda runtime is present.
+//! function. [`startup`] builds the application once; a request then goes
+//! through the modules in this order: [`route`] (paths, stage, the log
+//! line) → [`auth`] → [`handler`], which drives [`request`] (decoding) →
+//! [`query`] → [`catalog`] → [`response`] (encoding). [`error`] maps every
+//! failure to the spec's status and body.
 
 pub mod auth;
-pub mod catalog;
+mod catalog;
 pub mod config;
 pub mod error;
-pub mod handler;
-pub mod local;
+mod handler;
 pub mod query;
 pub mod request;
 pub mod response;
-pub mod route;
-pub mod secrets;
-pub mod throwaway_pg;
+mod route;
+mod secrets;
+pub mod startup;

@@ -1,18 +1,16 @@
-//! The `bootstrap` binary: the Lambda function when a Lambda runtime API
-//! is present, local mode otherwise.
+//! The `bootstrap` binary: the Lambda function. Local mode is the `local`
+//! binary (`cargo run`).
 
-use peerdb_mirror_logs::{handler::App, local, secrets};
+use peerdb_mirror_logs::startup;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
-        return local::run().await;
+        return Err(
+            "no Lambda runtime API here (AWS_LAMBDA_RUNTIME_API): for local mode, run `cargo run`"
+                .into(),
+        );
     }
-    let app = App::new(secrets::settings(|name| std::env::var(name).ok()).await);
-    let app = &app;
-    lambda_http::run(lambda_http::service_fn(move |req| async move {
-        Ok::<_, std::convert::Infallible>(app.handle(req).await)
-    }))
-    .await
+    lambda_http::run(startup::from_env().await).await
 }

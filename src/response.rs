@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use crate::catalog::{LogRow, LogsPage};
-use crate::error::ApiError;
 use crate::request::{Cursor, LogsRequest};
 
 /// What Lambda may return from a synchronous invocation.
@@ -178,23 +177,6 @@ fn wire_cost(c: char) -> usize {
     }
 }
 
-/// The error body PeerDB's gateway sends.
-pub fn encode_error(err: &ApiError) -> String {
-    #[derive(Serialize)]
-    struct ErrorBody<'a> {
-        code: u8,
-        message: &'a str,
-        details: [(); 0],
-    }
-    let message = err.message();
-    serde_json::to_string(&ErrorBody {
-        code: err.code(),
-        message: &message,
-        details: [],
-    })
-    .expect("plain struct serializes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,17 +335,5 @@ mod tests {
         )));
         assert!(message.len() > 10_000, "uses the room it has");
         assert_eq!(v["truncated"], true);
-    }
-
-    #[test]
-    fn error_body_shape() {
-        let body: Value = serde_json::from_str(&encode_error(&ApiError::bad_request(
-            "numPerPage must not be negative",
-        )))
-        .unwrap();
-        assert_eq!(
-            body,
-            json!({"code":3,"message":"numPerPage must not be negative","details":[]})
-        );
     }
 }

@@ -1,38 +1,85 @@
-//! Which requests are ours. The endpoint has two paths, and behind API
-//! Gateway the path may carry the stage (`/prod/api/v1/mirrors/logs`):
-//! `lambda_http` adds it for REST APIs and named HTTP API stages.
+//! Which requests are ours, and the layers every request passes: one axum
+//! router, which `lambda_http` runs in Lambda and `axum::serve` runs in
+//! local mode.
+//!
+//! The endpoint has two paths, and behind API Gateway the path may carry
+//! the stage (`/prod/api/v1/mirrors/logs`): `lambda_http` adds it for REST
+//! APIs and named HTTP API stages. The stage is taken off before routing.
 
-use lambda_http::http::request::Parts;
-use lambda_http::http::Method;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
+use tokio::time::Instant;
+use tracing::{info, warn};
 
-use crate::error::ApiError;
+use crate::error::{describe, ApiError};
+use crate::handler::{self, Outcome};
+use crate::startup::App;
 
 /// The UI's path and the flow API's own path: the same endpoint.
-pub const PATHS: [&str; 2] = ["/api/v1/mirrors/logs", "/v1/mirrors/logs"];
+pub const LOGS_PATHS: [&str; 2] = ["/api/v1/mirrors/logs", "/v1/mirrors/logs"];
 
-/// 404 for any other path, 405 for any other method on ours.
-pub fn route(req: &Parts) -> Result<(), ApiError> {
-    let stage = stage(req);
-    if !is_endpoint(req.uri.path(), stage.as_deref()) {
-        return Err(ApiError::NotFound);
+/// The whole application: 404 for any other path, 405 for any other method
+/// on ours, authentication before the body is read, one log line per
+/// request. Without an `app` (its configuration is unusable), every request
+/// for the endpoint gets a 500.
+pub fn router(app: Option<Arc<App>>) -> Router {
+    let logs = match app {
+        Some(app) => post(handler::logs)
+            .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
+            .with_state(app),
+        None => post(|| async { ApiError::NotConfigured }),
     }
-    if req.method != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
-    Ok(())
+    .fallback(|| async { ApiError::MethodNotAllowed("POST") });
+    let routes = LOGS_PATHS
+        .iter()
+        .fold(Router::new(), |routes, path| {
+            routes.route(path, logs.clone())
+        })
+        .fallback(|| async { ApiError::NotFound });
+    // Rewriting the path must come before routing, so it wraps the routes.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(unstage))
+        .layer(middleware::from_fn(log_request))
 }
 
-fn stage(req: &Parts) -> Option<String> {
-    match req.request_context_ref()? {
-        RequestContext::ApiGatewayV1(ctx) => ctx.stage.clone(),
-        RequestContext::ApiGatewayV2(ctx) => ctx.stage.clone(),
+async fn authenticate(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match app.auth.check(req.headers()).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The request with the stage taken off its path, when that names one of
+/// ours.
+async fn unstage(mut req: Request) -> Request {
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
         _ => None,
+    };
+    if let Some(path) = endpoint(req.uri().path(), stage.as_deref()) {
+        *req.uri_mut() = Uri::from_static(path);
     }
+    req
 }
 
-fn is_endpoint(path: &str, stage: Option<&str>) -> bool {
+/// Which of our paths `path` names, with or without the stage and a
+/// trailing slash.
+fn endpoint(path: &str, stage: Option<&str>) -> Option<&'static str> {
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
@@ -40,12 +87,56 @@ fn is_endpoint(path: &str, stage: Option<&str>) -> bool {
     let unstaged = stage
         .filter(|s| !s.is_empty() && *s != "$default")
         .and_then(|s| path.strip_prefix('/')?.strip_prefix(s));
-    PATHS.iter().any(|p| path == *p || unstaged == Some(*p))
+    LOGS_PATHS
+        .into_iter()
+        .find(|p| path == *p || unstaged == Some(*p))
+}
+
+/// The one log line of a request, written when it ends: what was asked,
+/// what came of it, and the cause of a failure.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let total_ms = millis(started.elapsed());
+    let outcome = response.extensions().get::<Outcome>();
+    let db_ms = outcome.and_then(|o| o.db_time).map(millis);
+    match response.extensions().get::<Arc<ApiError>>() {
+        Some(e) if response.status().is_server_error() => {
+            let error = describe(e.as_ref());
+            warn!(request_id, status, %method, %path, %error, db_ms, total_ms, "request failed")
+        }
+        Some(e) => {
+            let error = e.to_string();
+            info!(request_id, status, %method, %path, %error, total_ms, "request refused")
+        }
+        None => info!(
+            request_id,
+            status,
+            rows = outcome.map(|o| o.rows),
+            total = outcome.map(|o| o.total),
+            db_ms,
+            total_ms,
+            "request served"
+        ),
+    }
+    response
+}
+
+/// Milliseconds to the microsecond, for the log.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_endpoint;
+    use super::endpoint;
 
     #[test]
     fn both_paths_with_and_without_a_stage() {
@@ -54,21 +145,32 @@ mod tests {
             "/v1/mirrors/logs",
             "/v1/mirrors/logs/",
         ] {
-            assert!(is_endpoint(path, None), "{path}");
-            assert!(is_endpoint(path, Some("$default")), "{path}");
-            assert!(is_endpoint(path, Some("prod")), "{path}");
+            let canonical = path.trim_end_matches('/');
+            assert_eq!(endpoint(path, None), Some(canonical), "{path}");
+            assert_eq!(endpoint(path, Some("$default")), Some(canonical), "{path}");
+            assert_eq!(endpoint(path, Some("prod")), Some(canonical), "{path}");
         }
-        assert!(is_endpoint("/prod/api/v1/mirrors/logs", Some("prod")));
-        assert!(is_endpoint("/prod/v1/mirrors/logs", Some("prod")));
+        assert_eq!(
+            endpoint("/prod/api/v1/mirrors/logs", Some("prod")),
+            Some("/api/v1/mirrors/logs")
+        );
+        assert_eq!(
+            endpoint("/prod/v1/mirrors/logs", Some("prod")),
+            Some("/v1/mirrors/logs")
+        );
     }
 
     #[test]
     fn other_paths_are_not_ours() {
-        assert!(!is_endpoint("/prod/api/v1/mirrors/logs", None));
-        assert!(!is_endpoint("/prod/api/v1/mirrors/logs", Some("dev")));
-        assert!(!is_endpoint("/api/v1/mirrors", Some("prod")));
-        assert!(!is_endpoint("/api/v1/mirrors/logsx", None));
-        assert!(!is_endpoint("/prodapi/v1/mirrors/logs", Some("prod")));
-        assert!(!is_endpoint("/", None));
+        for (path, stage) in [
+            ("/prod/api/v1/mirrors/logs", None),
+            ("/prod/api/v1/mirrors/logs", Some("dev")),
+            ("/api/v1/mirrors", Some("prod")),
+            ("/api/v1/mirrors/logsx", None),
+            ("/prodapi/v1/mirrors/logs", Some("prod")),
+            ("/", None),
+        ] {
+            assert_eq!(endpoint(path, stage), None, "{path} {stage:?}");
+        }
     }
 }

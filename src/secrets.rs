@@ -1,226 +1,236 @@
 //! Secrets kept the AWS way, resolved by one async step at start
-//! ([`settings`]) before the handler's state is built:
+//! ([`resolve`]) before the application's state is built:
 //!
 //! - `PEERDB_KMS_KEY_ID`: `PEERDB_CATALOG_PASSWORD` and `PEERDB_PASSWORD`
 //!   hold base64 KMS ciphertext (PeerDB's rule: trim, decode, `Decrypt`).
 //! - `PEERDB_CATALOG_SECRET_ID`: a secret in the format RDS writes fills in
 //!   the catalog settings, and is read again when the catalog refuses them
-//!   (a rotation), through [`CatalogRotation`].
-//! - `PEERDB_PASSWORD_SECRET_ID`: the API password, re-read as it ages and
-//!   when a request presents one that does not match ([`PasswordSecret`]).
+//!   (a rotation), through [`CatalogSecret`].
+//! - `PEERDB_PASSWORD_SECRET_ID`: the API password, re-read by `auth` as it
+//!   ages and when a request presents one that does not match, through
+//!   [`PasswordSecret`].
 //!
 //! With none of the three set, no AWS SDK code runs. Secret values reach
 //! no log line, error message or panic: errors about a secret's content
 //! are written here, never passed on from a parser that might quote it.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_kms::error::DisplayErrorContext;
 use aws_sdk_kms::primitives::Blob;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use base64::Engine;
-use deadpool_postgres::{ConfigConnectImpl, Connect};
-use lambda_http::http::header::{HeaderMap, AUTHORIZATION};
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
-use tokio_postgres_rustls::MakeRustlsConnect;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use crate::auth::Authenticator;
-use crate::config::{self, ConfigError, Settings};
-use crate::error::ApiError;
-
-const KMS_KEY_ID: &str = "PEERDB_KMS_KEY_ID";
-pub const CATALOG_SECRET_ID: &str = "PEERDB_CATALOG_SECRET_ID";
-const PASSWORD_SECRET_ID: &str = "PEERDB_PASSWORD_SECRET_ID";
-const PASSWORD_MAX_AGE: &str = "PEERDB_PASSWORD_SECRET_MAX_AGE_SECONDS";
-const DEFAULT_PASSWORD_MAX_AGE: Duration = Duration::from_secs(300);
+use crate::config::{CatalogConfig, CatalogFields, CatalogTarget, Config, ConfigError, Secret};
 
 /// Least time between two re-reads of a secret caused by a refused
 /// password, so a wrong one cannot make every request call AWS.
-const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The catalog settings a secret in RDS's format fills in.
-const CATALOG_FIELDS: [(&str, &str); 5] = [
-    ("host", "PEERDB_CATALOG_HOST"),
-    ("port", "PEERDB_CATALOG_PORT"),
-    ("username", "PEERDB_CATALOG_USER"),
-    ("password", "PEERDB_CATALOG_PASSWORD"),
-    ("dbname", "PEERDB_CATALOG_DATABASE"),
-];
+type Source = Box<dyn std::error::Error + Send + Sync>;
 
-/// Reads settings through `var`, as [`config::from_vars`] does, once the
-/// secrets it names are resolved.
-pub async fn settings<V>(var: V) -> Result<Settings, ConfigError>
-where
-    V: Fn(&str) -> Option<String> + Send + Sync + 'static,
-{
-    let get = |name: &str| var(name).filter(|v| !v.is_empty());
-    let (kms_key, catalog_id, password_id) = (
-        get(KMS_KEY_ID),
-        get(CATALOG_SECRET_ID),
-        get(PASSWORD_SECRET_ID),
-    );
-    if kms_key.is_none() && catalog_id.is_none() && password_id.is_none() {
-        return config::from_vars(var);
+/// A secret that cannot be resolved. Says which setting and why, never a
+/// secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("{variable} cannot be decrypted with PEERDB_KMS_KEY_ID: {why}")]
+    Decrypt {
+        variable: &'static str,
+        why: &'static str,
+    },
+    #[error("{variable} cannot be decrypted with PEERDB_KMS_KEY_ID")]
+    Kms {
+        variable: &'static str,
+        #[source]
+        source: Source,
+    },
+    #[error("{variable} ({id}): cannot read the secret")]
+    Read {
+        variable: &'static str,
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("{variable} ({id}): {why}")]
+    Content {
+        variable: &'static str,
+        id: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The configuration with every secret in place, and what re-reads them.
+pub struct Resolved {
+    pub config: Config,
+    pub catalog_secret: Option<CatalogSecret>,
+    pub password_secret: Option<PasswordSecret>,
+}
+
+/// Resolves the secrets `config` names.
+pub async fn resolve(mut config: Config) -> Result<Resolved, SecretsError> {
+    let refs = config.secrets.clone();
+    if refs.kms_key_id.is_none()
+        && refs.catalog_secret_id.is_none()
+        && refs.password_secret_id.is_none()
+    {
+        return Ok(Resolved {
+            config,
+            catalog_secret: None,
+            password_secret: None,
+        });
     }
-    if catalog_id.is_some() && get("DATABASE_URL").is_some() {
-        return Err(ConfigError(format!(
-            "set either DATABASE_URL or {CATALOG_SECRET_ID}, not both"
-        )));
-    }
-    let max_age = match get(PASSWORD_MAX_AGE) {
-        None => DEFAULT_PASSWORD_MAX_AGE,
-        Some(v) => Duration::from_secs(
-            v.trim()
-                .parse()
-                .map_err(|_| ConfigError(format!("{PASSWORD_MAX_AGE} must be a whole number")))?,
-        ),
-    };
     let aws = Aws::load().await;
 
     // Independent round trips, made together to keep the cold start short.
-    let decrypt = |name: &'static str| {
-        let (key, ciphertext) = (kms_key.as_deref(), get(name));
+    let decrypt = |variable: &'static str, value: Option<&Secret>| {
+        let (aws, key, value) = (&aws, refs.kms_key_id.as_deref(), value.cloned());
+        async move {
+            match (key, value) {
+                (Some(key), Some(value)) => {
+                    let plaintext = aws.decrypt(key, variable, value.expose()).await?;
+                    info!(variable, "decrypted with KMS");
+                    Ok(Some(Secret::new(plaintext)))
+                }
+                (_, value) => Ok::<_, SecretsError>(value),
+            }
+        }
+    };
+    let catalog_password = match &config.catalog.target {
+        CatalogTarget::Fields(fields) => fields.password.as_ref(),
+        CatalogTarget::Url(_) => None,
+    };
+    let read = |variable: &'static str, id: Option<String>| {
         let aws = &aws;
         async move {
-            let (Some(key), Some(ciphertext)) = (key, ciphertext) else {
-                return Ok(None);
-            };
-            let plaintext = aws.decrypt(key, name, &ciphertext).await?;
-            info!(variable = name, "decrypted with KMS");
-            Ok::<_, ConfigError>(Some((name, plaintext)))
-        }
-    };
-    let api_password = async {
-        match &password_id {
-            Some(id) => {
-                let text = aws.secret_string(id, None).await;
-                text.and_then(|t| api_password(t.unwrap_or_default()))
-                    .map(Some)
-                    .map_err(|e| ConfigError(format!("{PASSWORD_SECRET_ID} ({id}): {e}")))
+            match id {
+                Some(id) => {
+                    Ok::<_, SecretsError>(Some((aws.secret_string(variable, &id, None).await?, id)))
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
         }
     };
-    let catalog = async {
-        match &catalog_id {
-            Some(id) => aws.secret_string(id, None).await,
-            None => Ok(None),
-        }
-    };
-    let (catalog_password, peerdb_password, api_password, catalog) = tokio::join!(
-        decrypt("PEERDB_CATALOG_PASSWORD"),
-        decrypt("PEERDB_PASSWORD"),
-        api_password,
-        catalog
+    let (catalog_password, api_password, password_secret, catalog_secret) = tokio::join!(
+        decrypt("PEERDB_CATALOG_PASSWORD", catalog_password),
+        decrypt("PEERDB_PASSWORD", config.api_password.as_ref()),
+        read("PEERDB_PASSWORD_SECRET_ID", refs.password_secret_id.clone()),
+        read("PEERDB_CATALOG_SECRET_ID", refs.catalog_secret_id.clone()),
     );
-    let mut resolved: HashMap<_, _> = [catalog_password?, peerdb_password?]
-        .into_iter()
-        .flatten()
-        .collect();
-    if let Some(password) = api_password? {
-        resolved.insert("PEERDB_PASSWORD", password);
-        info!(
-            secret = password_id.as_deref(),
-            "read the API password from Secrets Manager"
-        );
+    let (catalog_password, api_password) = (catalog_password?, api_password?);
+    if let CatalogTarget::Fields(fields) = &mut config.catalog.target {
+        fields.password = catalog_password;
     }
-    let base = layer(resolved, Arc::new(var));
-    let vars = match catalog {
-        Ok(Some(text)) => with_catalog_secret(&text, &base),
-        Ok(None) => Ok(base.clone()),
-        Err(e) => Err(e),
-    }
-    .map_err(|e| {
-        let id = catalog_id.as_deref().unwrap_or_default();
-        ConfigError(format!("{CATALOG_SECRET_ID} ({id}): {e}"))
-    })?;
-    let mut settings = config::from_vars(&*vars)?;
+    config.api_password = api_password;
 
-    if let Some(id) = catalog_id {
-        info!(secret = %id, "read the catalog settings from Secrets Manager");
-        settings.catalog.rotation = Some(Arc::new(CatalogRotation {
-            aws: aws.clone(),
-            id,
-            base,
-            current: RwLock::new(settings.catalog.pg.clone()),
-            last_refresh: tokio::sync::Mutex::new(None),
-        }));
-    }
-    // With authentication off the password is not checked, so not re-read.
-    if let (Some(id), Authenticator::Password(_)) = (password_id, &settings.auth) {
-        settings.password_secret = Some(PasswordSecret {
-            aws,
-            id,
-            max_age,
-            state: tokio::sync::Mutex::new(PasswordState {
-                auth: settings.auth.clone(),
-                read_at: Instant::now(),
-                retried_at: None,
-            }),
-        });
-    }
-    Ok(settings)
-}
-
-type Vars = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// `vars` with `resolved` in place, and the secrets' ids consumed: what
-/// [`config::from_vars`] reads.
-fn layer(resolved: HashMap<&'static str, String>, vars: Vars) -> Vars {
-    Arc::new(move |name| match resolved.get(name) {
-        Some(value) => Some(value.clone()),
-        None if [KMS_KEY_ID, CATALOG_SECRET_ID, PASSWORD_SECRET_ID].contains(&name) => None,
-        None => vars(name),
+    let password_secret = match password_secret? {
+        Some((text, id)) => {
+            let password = api_password_of(text).map_err(|why| SecretsError::Content {
+                variable: "PEERDB_PASSWORD_SECRET_ID",
+                id: id.clone(),
+                why,
+            })?;
+            info!(secret = %id, "read the API password from Secrets Manager");
+            config.api_password = Some(Secret::new(password));
+            Some(PasswordSecret {
+                aws: aws.clone(),
+                id,
+                max_age: refs.password_max_age,
+            })
+        }
+        None => None,
+    };
+    let catalog_secret = match catalog_secret? {
+        Some((text, id)) => {
+            let base = config.catalog.clone();
+            let content = |why: String| SecretsError::Content {
+                variable: "PEERDB_CATALOG_SECRET_ID",
+                id: id.clone(),
+                why,
+            };
+            config.catalog = with_catalog_secret(&text, &base).map_err(content)?;
+            let pg = config.catalog.pg()?;
+            info!(secret = %id, "read the catalog settings from Secrets Manager");
+            Some(CatalogSecret {
+                aws,
+                id,
+                base,
+                current: RwLock::new(pg),
+                last_refresh: tokio::sync::Mutex::new(None),
+            })
+        }
+        None => None,
+    };
+    Ok(Resolved {
+        config,
+        catalog_secret,
+        password_secret,
     })
 }
 
 /// `base` with a catalog secret's fields in place. A PEERDB_CATALOG_HOST
 /// of its own (RDS Proxy or PgBouncer in front of the database the secret
 /// describes) keeps its host and port.
-fn with_catalog_secret(text: &str, base: &Vars) -> Result<Vars, String> {
-    let mut fields = catalog_fields(text)?;
-    if base("PEERDB_CATALOG_HOST").is_some_and(|host| !host.is_empty()) {
-        fields.remove("PEERDB_CATALOG_HOST");
-        fields.remove("PEERDB_CATALOG_PORT");
-    }
-    Ok(layer(fields, base.clone()))
+fn with_catalog_secret(text: &str, base: &CatalogConfig) -> Result<CatalogConfig, String> {
+    let secret = catalog_fields(text)?;
+    let own = match &base.target {
+        CatalogTarget::Fields(fields) => fields.clone(),
+        CatalogTarget::Url(_) => CatalogFields::default(),
+    };
+    let (host, port) = match own.host {
+        Some(host) => (Some(host), own.port),
+        None => (secret.host, secret.port.or(own.port)),
+    };
+    Ok(CatalogConfig {
+        target: CatalogTarget::Fields(CatalogFields {
+            host,
+            port,
+            user: secret.user.or(own.user),
+            password: secret.password.or(own.password),
+            dbname: secret.dbname.or(own.dbname),
+        }),
+        ..base.clone()
+    })
 }
 
-/// The catalog variables a secret in RDS's format sets.
-fn catalog_fields(text: &str) -> Result<HashMap<&'static str, String>, String> {
+/// The catalog settings a secret in RDS's format holds.
+fn catalog_fields(text: &str) -> Result<CatalogFields, String> {
     let json: Value = serde_json::from_str(text)
         .map_err(|_| "the secret is not JSON in the format RDS writes".to_string())?;
     let object = json
         .as_object()
         .ok_or("the secret is not a JSON object in the format RDS writes")?;
-    let mut out = HashMap::new();
-    for (field, name) in CATALOG_FIELDS {
-        match object.get(field) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
-                out.insert(name, s.clone());
-            }
-            Some(Value::Number(n)) if field == "port" => {
-                out.insert(name, n.to_string());
-            }
-            Some(_) => return Err(format!("the secret's \"{field}\" is not a string")),
-        }
-    }
-    Ok(out)
+    let string = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("the secret's \"{field}\" is not a string")),
+    };
+    let port = match object.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("the secret's \"port\" is not a port number".into()),
+    };
+    Ok(CatalogFields {
+        host: string("host")?,
+        port: port
+            .map(|p| p.trim().parse::<u16>())
+            .transpose()
+            .map_err(|_| "the secret's \"port\" is not a port number".to_string())?,
+        user: string("username")?,
+        password: string("password")?.map(Secret::new),
+        dbname: string("dbname")?,
+    })
 }
 
 /// The API password a secret holds: the whole string, or the `password` of
 /// a JSON object.
-fn api_password(text: String) -> Result<String, String> {
+fn api_password_of(text: String) -> Result<String, String> {
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(object)) => match object.get("password") {
             Some(Value::String(password)) => Ok(password.clone()),
@@ -262,21 +272,17 @@ impl Aws {
         }
     }
 
-    /// `name`'s value decrypted by PeerDB's rule.
+    /// `variable`'s value decrypted by PeerDB's rule.
     async fn decrypt(
         &self,
         key_id: &str,
-        name: &str,
+        variable: &'static str,
         ciphertext: &str,
-    ) -> Result<String, ConfigError> {
-        let fail = |why: String| {
-            ConfigError(format!(
-                "{name} cannot be decrypted with {KMS_KEY_ID}: {why}"
-            ))
-        };
+    ) -> Result<String, SecretsError> {
+        let fail = |why| SecretsError::Decrypt { variable, why };
         let blob = base64::engine::general_purpose::STANDARD
             .decode(ciphertext.trim())
-            .map_err(|_| fail("it is not base64 KMS ciphertext".into()))?;
+            .map_err(|_| fail("it is not base64 KMS ciphertext"))?;
         let output = self
             .kms
             .decrypt()
@@ -284,17 +290,41 @@ impl Aws {
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| SecretsError::Kms {
+                variable,
+                source: aws_sdk_kms::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into(),
+            })?;
         let plaintext = output
             .plaintext
-            .ok_or_else(|| fail("KMS returned no plaintext".into()))?;
-        String::from_utf8(plaintext.into_inner())
-            .map_err(|_| fail("the plaintext is not UTF-8".into()))
+            .ok_or_else(|| fail("KMS returned no plaintext"))?;
+        String::from_utf8(plaintext.into_inner()).map_err(|_| fail("the plaintext is not UTF-8"))
     }
 
-    /// The secret's string at `stage` (AWSCURRENT when `None`); `Ok(None)`
-    /// when there is no version at that stage.
-    async fn secret_string(&self, id: &str, stage: Option<&str>) -> Result<Option<String>, String> {
+    /// The secret's string at `stage` (AWSCURRENT when `None`). With a
+    /// stage, `Ok(None)` when no version is at it.
+    async fn secret_string(
+        &self,
+        variable: &'static str,
+        id: &str,
+        stage: Option<&str>,
+    ) -> Result<String, SecretsError> {
+        self.staged_secret_string(variable, id, stage)
+            .await?
+            .ok_or_else(|| SecretsError::Content {
+                variable,
+                id: id.to_string(),
+                why: "the secret has no current version".into(),
+            })
+    }
+
+    async fn staged_secret_string(
+        &self,
+        variable: &'static str,
+        id: &str,
+        stage: Option<&str>,
+    ) -> Result<Option<String>, SecretsError> {
         match self
             .secrets
             .get_secret_value()
@@ -305,7 +335,11 @@ impl Aws {
         {
             Ok(output) => match output.secret_string {
                 Some(text) => Ok(Some(text)),
-                None => Err("the secret holds binary data, not a string".into()),
+                None => Err(SecretsError::Content {
+                    variable,
+                    id: id.to_string(),
+                    why: "the secret holds binary data, not a string".into(),
+                }),
             },
             Err(e)
                 if stage.is_some()
@@ -314,10 +348,13 @@ impl Aws {
             {
                 Ok(None)
             }
-            Err(e) => Err(format!(
-                "cannot read the secret: {}",
-                DisplayErrorContext(&e)
-            )),
+            Err(e) => Err(SecretsError::Read {
+                variable,
+                id: id.to_string(),
+                source: aws_sdk_kms::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into(),
+            }),
         }
     }
 }
@@ -325,48 +362,23 @@ impl Aws {
 /// The catalog settings from `PEERDB_CATALOG_SECRET_ID`, re-read when the
 /// catalog refuses them. New connections use the newest settings; open
 /// ones, which a password change does not end, stay in the pool.
-pub struct CatalogRotation {
+pub struct CatalogSecret {
     aws: Aws,
     id: String,
-    /// The variables, KMS and the API password resolved, without this secret.
-    base: Vars,
+    /// The catalog settings, KMS resolved, without this secret.
+    base: CatalogConfig,
     current: RwLock<tokio_postgres::Config>,
     /// When the last re-read was, and whether it changed the settings.
     last_refresh: tokio::sync::Mutex<Option<(Instant, bool)>>,
 }
 
-type ConnectFuture<'a> = Pin<
-    Box<
-        dyn Future<Output = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
-            + Send
-            + 'a,
-    >,
->;
-
-/// Connects with the rotation's current settings instead of the pool's.
-struct RotatingConnect {
-    rotation: Arc<CatalogRotation>,
-    inner: Box<dyn Connect>,
-}
-
-impl Connect for RotatingConnect {
-    fn connect(&self, _: &tokio_postgres::Config) -> ConnectFuture<'_> {
-        let pg = self.rotation.current.read().expect("not poisoned").clone();
-        Box::pin(async move { self.inner.connect(&pg).await })
-    }
-}
-
-impl CatalogRotation {
-    /// What the pool connects through.
-    pub fn connector(self: &Arc<Self>, tls: Option<MakeRustlsConnect>) -> impl Connect {
-        let inner: Box<dyn Connect> = match tls {
-            Some(tls) => Box::new(ConfigConnectImpl { tls }),
-            None => Box::new(ConfigConnectImpl { tls: NoTls }),
-        };
-        RotatingConnect {
-            rotation: self.clone(),
-            inner,
-        }
+impl CatalogSecret {
+    /// The settings new connections use.
+    pub fn current(&self) -> tokio_postgres::Config {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Called when the catalog refused the credentials: re-reads the
@@ -383,7 +395,7 @@ impl CatalogRotation {
         }
         let changed = match self.newer_settings().await {
             Ok(Some((stage, pg))) => {
-                *self.current.write().expect("not poisoned") = pg;
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = pg;
                 info!(secret = %self.id, stage, "the catalog refused its credentials; using the secret's new ones");
                 true
             }
@@ -392,7 +404,7 @@ impl CatalogRotation {
                 false
             }
             Err(e) => {
-                error!(secret = %self.id, error = %e, "the catalog refused its credentials and the secret cannot be re-read");
+                error!(secret = %self.id, error = %crate::error::describe(&e), "the catalog refused its credentials and the secret cannot be re-read");
                 false
             }
         };
@@ -402,16 +414,24 @@ impl CatalogRotation {
 
     async fn newer_settings(
         &self,
-    ) -> Result<Option<(&'static str, tokio_postgres::Config)>, String> {
-        let current = self.current.read().expect("not poisoned").clone();
+    ) -> Result<Option<(&'static str, tokio_postgres::Config)>, SecretsError> {
+        const VARIABLE: &str = "PEERDB_CATALOG_SECRET_ID";
+        let current = self.current();
         for stage in [None, Some("AWSPENDING")] {
-            let Some(text) = self.aws.secret_string(&self.id, stage).await? else {
+            let Some(text) = self
+                .aws
+                .staged_secret_string(VARIABLE, &self.id, stage)
+                .await?
+            else {
                 continue;
             };
-            let pg = config::from_vars(&*with_catalog_secret(&text, &self.base)?)
-                .map_err(|e| e.0)?
-                .catalog
-                .pg;
+            let pg = with_catalog_secret(&text, &self.base)
+                .map_err(|why| SecretsError::Content {
+                    variable: VARIABLE,
+                    id: self.id.clone(),
+                    why,
+                })?
+                .pg()?;
             if pg != current {
                 return Ok(Some((stage.unwrap_or("AWSCURRENT"), pg)));
             }
@@ -420,60 +440,28 @@ impl CatalogRotation {
     }
 }
 
-/// The API password from `PEERDB_PASSWORD_SECRET_ID`. A rotated password
-/// is accepted within [`RETRY_INTERVAL`] (a request presenting one that
-/// does not match re-reads the secret), and the old one is refused once
-/// the copy here is older than `PEERDB_PASSWORD_SECRET_MAX_AGE_SECONDS`.
+/// Where the API password is kept, for `auth` to re-read.
 pub struct PasswordSecret {
     aws: Aws,
     id: String,
-    max_age: Duration,
-    state: tokio::sync::Mutex<PasswordState>,
-}
-
-struct PasswordState {
-    auth: Authenticator,
-    read_at: Instant,
-    /// The last re-read caused by a password that did not match.
-    retried_at: Option<Instant>,
+    /// How long a copy read from it is trusted.
+    pub max_age: Duration,
 }
 
 impl PasswordSecret {
-    /// [`Authenticator::check`] against the secret's current password.
-    pub async fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let mut state = self.state.lock().await;
-        if state.read_at.elapsed() >= self.max_age {
-            self.reread(&mut state).await;
-        }
-        let result = state.auth.check(headers);
-        let may_retry = state
-            .retried_at
-            .is_none_or(|at| at.elapsed() >= RETRY_INTERVAL);
-        if result == Err(ApiError::Unauthenticated)
-            && headers.contains_key(AUTHORIZATION)
-            && may_retry
-        {
-            state.retried_at = Some(Instant::now());
-            self.reread(&mut state).await;
-            return state.auth.check(headers);
-        }
-        result
+    /// The password the secret holds now.
+    pub async fn read(&self) -> Result<String, SecretsError> {
+        const VARIABLE: &str = "PEERDB_PASSWORD_SECRET_ID";
+        let text = self.aws.secret_string(VARIABLE, &self.id, None).await?;
+        api_password_of(text).map_err(|why| SecretsError::Content {
+            variable: VARIABLE,
+            id: self.id.clone(),
+            why,
+        })
     }
 
-    /// On failure the password read before stays in force.
-    async fn reread(&self, state: &mut PasswordState) {
-        match self.aws.secret_string(&self.id, None).await {
-            Ok(text) => match api_password(text.unwrap_or_default()) {
-                Ok(password) => state.auth = Authenticator::password(&password),
-                Err(e) => {
-                    error!(secret = %self.id, error = %e, "the API password secret is unusable; keeping the password read before")
-                }
-            },
-            Err(e) => {
-                warn!(secret = %self.id, error = %e, "cannot re-read the API password; keeping the one read before")
-            }
-        }
-        state.read_at = Instant::now();
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -481,20 +469,43 @@ impl PasswordSecret {
 mod tests {
     use super::*;
 
+    fn fields(config: &CatalogConfig) -> &CatalogFields {
+        match &config.target {
+            CatalogTarget::Fields(fields) => fields,
+            CatalogTarget::Url(_) => panic!("fields expected"),
+        }
+    }
+
+    fn base(host: Option<&str>) -> CatalogConfig {
+        let mut vars = vec![];
+        if let Some(host) = host {
+            vars.push(("PEERDB_CATALOG_HOST", host));
+        }
+        Config::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+        .catalog
+    }
+
     #[test]
-    fn an_rds_secret_fills_in_the_catalog_variables() {
-        let fields = catalog_fields(
+    fn an_rds_secret_fills_in_the_catalog_settings() {
+        let c = with_catalog_secret(
             r#"{"engine":"postgres","host":"db.example","port":5433,"username":"reader",
                 "password":"p@ss","dbname":"peerdb","dbInstanceIdentifier":"x"}"#,
+            &base(None),
         )
         .unwrap();
-        assert_eq!(fields["PEERDB_CATALOG_HOST"], "db.example");
-        assert_eq!(fields["PEERDB_CATALOG_PORT"], "5433");
-        assert_eq!(fields["PEERDB_CATALOG_USER"], "reader");
-        assert_eq!(fields["PEERDB_CATALOG_PASSWORD"], "p@ss");
-        assert_eq!(fields["PEERDB_CATALOG_DATABASE"], "peerdb");
+        let f = fields(&c);
+        assert_eq!(f.host.as_deref(), Some("db.example"));
+        assert_eq!(f.port, Some(5433));
+        assert_eq!(f.user.as_deref(), Some("reader"));
+        assert_eq!(f.password, Some(Secret::new("p@ss")));
+        assert_eq!(f.dbname.as_deref(), Some("peerdb"));
         let partial = catalog_fields(r#"{"username":"u","password":"p","port":"6432"}"#).unwrap();
-        assert_eq!(partial.len(), 3);
+        assert_eq!((partial.port, partial.host), (Some(6432), None));
     }
 
     #[test]
@@ -512,49 +523,27 @@ mod tests {
 
     #[test]
     fn the_api_password_is_a_plain_string_or_a_json_password() {
-        assert_eq!(api_password("s3cret {x".into()).unwrap(), "s3cret {x");
+        assert_eq!(api_password_of("s3cret {x".into()).unwrap(), "s3cret {x");
         assert_eq!(
-            api_password(r#"{"password":"pw","user":"u"}"#.into()).unwrap(),
+            api_password_of(r#"{"password":"pw","user":"u"}"#.into()).unwrap(),
             "pw"
         );
-        assert!(api_password(r#"{"pass":"hunter2"}"#.into())
+        assert!(api_password_of(r#"{"pass":"hunter2"}"#.into())
             .unwrap_err()
             .contains("password"));
-        assert!(api_password(String::new()).is_err());
+        assert!(api_password_of(String::new()).is_err());
     }
 
     #[test]
     fn a_catalog_host_of_its_own_keeps_its_host_and_port() {
         let secret = r#"{"host":"db.internal","port":5433,"username":"u","password":"p"}"#;
-        let proxied: Vars = Arc::new(|name| match name {
-            "PEERDB_CATALOG_HOST" => Some("proxy.internal".into()),
-            _ => None,
-        });
-        let vars = with_catalog_secret(secret, &proxied).unwrap();
-        assert_eq!(
-            vars("PEERDB_CATALOG_HOST").as_deref(),
-            Some("proxy.internal")
-        );
-        assert_eq!(vars("PEERDB_CATALOG_PORT"), None);
-        assert_eq!(vars("PEERDB_CATALOG_USER").as_deref(), Some("u"));
-        let direct = with_catalog_secret(secret, &(Arc::new(|_: &str| None) as Vars)).unwrap();
-        assert_eq!(
-            direct("PEERDB_CATALOG_HOST").as_deref(),
-            Some("db.internal")
-        );
-        assert_eq!(direct("PEERDB_CATALOG_PORT").as_deref(), Some("5433"));
-    }
-
-    #[test]
-    fn resolved_values_replace_the_variables_and_the_ids_are_consumed() {
-        let vars: Vars = Arc::new(|name| Some(format!("env:{name}")));
-        let layered = layer(HashMap::from([("PEERDB_PASSWORD", "plain".into())]), vars);
-        assert_eq!(layered("PEERDB_PASSWORD").as_deref(), Some("plain"));
-        assert_eq!(
-            layered("PEERDB_CATALOG_HOST").as_deref(),
-            Some("env:PEERDB_CATALOG_HOST")
-        );
-        assert_eq!(layered(KMS_KEY_ID), None);
-        assert_eq!(layered(CATALOG_SECRET_ID), None);
+        let proxied = with_catalog_secret(secret, &base(Some("proxy.internal"))).unwrap();
+        let f = fields(&proxied);
+        assert_eq!(f.host.as_deref(), Some("proxy.internal"));
+        assert_eq!(f.port, None);
+        assert_eq!(f.user.as_deref(), Some("u"));
+        let direct = with_catalog_secret(secret, &base(None)).unwrap();
+        assert_eq!(fields(&direct).host.as_deref(), Some("db.internal"));
+        assert_eq!(fields(&direct).port, Some(5433));
     }
 }

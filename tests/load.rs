@@ -21,9 +21,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peerdb_mirror_logs::local::demo::{reader_grants, seed, PEERDB_SCHEMA};
-use peerdb_mirror_logs::throwaway_pg::{ThrowawayPg, SUPERUSER};
 use serde_json::{json, Value};
+use testkit::{provision, seed, ThrowawayPg, SUPERUSER};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -90,13 +89,7 @@ async fn run(args: Args) {
     let started = Instant::now();
     let pg = ThrowawayPg::start(&["shared_buffers=256MB"]).expect("start a throwaway Postgres");
     let admin = connect(&pg.url(SUPERUSER, "postgres")).await;
-    admin
-        .batch_execute(&format!(
-            "{PEERDB_SCHEMA} CREATE ROLE reader LOGIN PASSWORD 'reader'; {}",
-            reader_grants("reader")
-        ))
-        .await
-        .unwrap();
+    provision(&admin, "reader", "reader").await.unwrap();
     seed(&admin, args.rows, MIRRORS).await.unwrap();
     let scenarios = scenarios(&admin).await;
     println!(
@@ -110,7 +103,7 @@ async fn run(args: Args) {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+    let mut server = Command::new(env!("CARGO_BIN_EXE_local"))
         .env_remove("AWS_LAMBDA_RUNTIME_API")
         .env("DATABASE_URL", pg.url("reader:reader", "postgres"))
         .env("PEERDB_PASSWORD", "peerdb")

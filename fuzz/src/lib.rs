@@ -2,7 +2,7 @@
 //! suite (`tests/api/fuzz_inputs.rs`), which replays the kept inputs.
 
 use lambda_http::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use peerdb_mirror_logs::auth::Authenticator;
+use peerdb_mirror_logs::auth::{self, Password};
 use peerdb_mirror_logs::error::ApiError;
 use peerdb_mirror_logs::query;
 use peerdb_mirror_logs::request::{self, Cursor};
@@ -47,7 +47,7 @@ pub fn authorization(data: &[u8]) {
         };
         headers.append(AUTHORIZATION, value);
     }
-    if Authenticator::password("peerdb").check(&headers).is_ok() {
+    if auth::authorization(&headers).is_some_and(|value| Password::new("peerdb").admits(value)) {
         let values: Vec<&[u8]> = headers
             .get_all(AUTHORIZATION)
             .iter()

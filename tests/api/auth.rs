@@ -15,7 +15,7 @@ pub fn basic(credentials: &str) -> String {
 #[tokio::test]
 async fn missing_malformed_or_wrong_credentials_are_401_with_a_challenge() {
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     let wrong = [
         basic(":wrong"),
         basic("admin:peerdb"),
@@ -53,7 +53,7 @@ async fn missing_malformed_or_wrong_credentials_are_401_with_a_challenge() {
 #[tokio::test]
 async fn scheme_in_any_case_and_unpadded_base64_are_accepted() {
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     for header in ["basic OnBlZXJkYg==", "BASIC OnBlZXJkYg", "Basic OnBlZXJkYg"] {
         assert_eq!(
             send(&app, Call::logs(json!({})).auth(header)).await.status,
@@ -67,7 +67,7 @@ async fn scheme_in_any_case_and_unpadded_base64_are_accepted() {
 async fn two_authorization_headers_are_refused() {
     // HTTP APIs and Function URLs join repeated headers with a comma. (A
     // REST API event also lists them, but lambda_http keeps only the last.)
-    let app = TestCatalog::new().await.app(&[]);
+    let app = TestCatalog::new().await.app(&[]).await;
     for source in [
         Source::HttpApiDefault,
         Source::HttpApiNamed,
@@ -82,7 +82,9 @@ async fn two_authorization_headers_are_refused() {
 async fn unauthenticated_requests_never_reach_the_catalog() {
     // A catalog that is down would answer 503 if it were tried.
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")]);
+    let app = catalog
+        .app(&[("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")])
+        .await;
     let started = Instant::now();
     send(&app, Call::logs(json!({})).auth(&basic(":guess")))
         .await
@@ -104,7 +106,7 @@ async fn unauthenticated_requests_never_reach_the_catalog() {
 #[tokio::test]
 async fn without_a_password_nothing_is_served() {
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("PEERDB_PASSWORD", "")]);
+    let app = catalog.app(&[("PEERDB_PASSWORD", "")]).await;
     for call in [
         Call::logs(json!({})),
         Call::logs(json!({})).without_header("authorization"),
@@ -118,10 +120,12 @@ async fn without_a_password_nothing_is_served() {
 async fn authentication_can_be_turned_off_explicitly() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(3, &["m"]).await;
-    let app = catalog.app(&[
-        ("PEERDB_PASSWORD", ""),
-        ("PEERDB_LOGS_DISABLE_AUTH", "true"),
-    ]);
+    let app = catalog
+        .app(&[
+            ("PEERDB_PASSWORD", ""),
+            ("PEERDB_LOGS_DISABLE_AUTH", "true"),
+        ])
+        .await;
     let reply = send(
         &app,
         Call::logs(json!({"numPerPage": 5})).without_header("authorization"),

@@ -16,7 +16,6 @@ use aws_sdk_kms::config::Credentials;
 use aws_sdk_kms::primitives::Blob;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use peerdb_mirror_logs::local::demo::reader_grants;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -323,13 +322,7 @@ async fn a_rotation_of_the_catalog_secret_and_role_password_is_invisible_to_call
         "catalog-pw-two-c41e",
         "catalog-pw-three-a7d5",
     ];
-    catalog
-        .admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD '{}'; {}",
-            passwords[0],
-            reader_grants(&role)
-        ))
+    testkit::add_reader(&catalog.admin, &role, passwords[0])
         .await
         .unwrap();
     let aws = Aws::new().await;

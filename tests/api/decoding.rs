@@ -2,10 +2,10 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-async fn app() -> (TestCatalog, peerdb_mirror_logs::handler::App) {
+async fn app() -> (TestCatalog, axum::Router) {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(20, &["m1", "m2"]).await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     (catalog, app)
 }
 
@@ -110,7 +110,9 @@ async fn null_means_the_default_and_unknown_fields_are_ignored() {
 #[tokio::test]
 async fn bodies_that_are_not_a_json_object_are_a_400() {
     let (catalog, _) = app().await;
-    let app = catalog.app(&[("PEERDB_LOGS_MAX_BODY_BYTES", "1000000")]);
+    let app = catalog
+        .app(&[("PEERDB_LOGS_MAX_BODY_BYTES", "1000000")])
+        .await;
     let deep = "[".repeat(100_000);
     let bodies: Vec<Vec<u8>> = vec![
         b"{".to_vec(),
@@ -145,7 +147,7 @@ async fn numbers_are_read_exactly_however_many_digits_they_have() {
     let ids: Vec<i64> = (9_007_199_254_740_990..=9_007_199_254_740_995).collect();
     let rows: Vec<(i64, &str, &str, &str)> = ids.iter().map(|&id| (id, "m", "info", "x")).collect();
     catalog.insert(&rows).await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     for before in ["9007199254740993.0", "\"9007199254740993e0\""] {
         let body = format!(r#"{{"beforeId": {before}, "numPerPage": 1}}"#);
         assert_eq!(

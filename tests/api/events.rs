@@ -60,7 +60,7 @@ pub fn sample_events() -> Vec<(std::path::PathBuf, u16)> {
 #[tokio::test]
 async fn every_sample_event_gets_its_documented_answer() {
     let catalog = sample_catalog().await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     for (path, status) in sample_events() {
         let file = path.file_name().unwrap().to_string_lossy();
         let reply = invoke(&app, &std::fs::read_to_string(&path).unwrap()).await;

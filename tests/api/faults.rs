@@ -10,7 +10,7 @@ use crate::local_mode::{Server, DOCS_HEAD};
 async fn a_catalog_that_refuses_connections_is_a_503() {
     let catalog = TestCatalog::new().await;
     let url = format!("postgres://nobody@127.0.0.1:{}/none", closed_port());
-    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    let app = catalog.app(&[("DATABASE_URL", &url)]).await;
     let started = Instant::now();
     let message = send(&app, Call::logs(json!({}))).await.error(503, 14);
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -32,13 +32,15 @@ async fn a_catalog_that_never_answers_is_a_503_within_the_connect_timeout() {
         }
     });
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[
-        (
-            "DATABASE_URL",
-            &format!("postgres://nobody@127.0.0.1:{port}/none"),
-        ),
-        ("PEERDB_CATALOG_CONNECT_TIMEOUT_MS", "500"),
-    ]);
+    let app = catalog
+        .app(&[
+            (
+                "DATABASE_URL",
+                &format!("postgres://nobody@127.0.0.1:{port}/none"),
+            ),
+            ("PEERDB_CATALOG_CONNECT_TIMEOUT_MS", "500"),
+        ])
+        .await;
     let started = Instant::now();
     send(&app, Call::logs(json!({}))).await.error(503, 14);
     let took = started.elapsed();
@@ -76,7 +78,9 @@ async fn active_reads(catalog: &TestCatalog) -> i64 {
 async fn a_query_past_its_time_limit_is_a_504_and_is_cancelled_on_the_server() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(10, &["m"]).await;
-    let app = catalog.app(&[("PEERDB_CATALOG_STATEMENT_TIMEOUT_MS", "300")]);
+    let app = catalog
+        .app(&[("PEERDB_CATALOG_STATEMENT_TIMEOUT_MS", "300")])
+        .await;
     assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![10]);
 
     lock_table(&catalog).await;
@@ -104,7 +108,7 @@ async fn a_query_past_its_time_limit_is_a_504_and_is_cancelled_on_the_server() {
 async fn near_the_lambda_deadline_the_answer_is_a_504_in_time() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(10, &["m"]).await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     lock_table(&catalog).await;
 
     let now_ms = SystemTime::now()
@@ -119,7 +123,7 @@ async fn near_the_lambda_deadline_the_answer_is_a_504_in_time() {
         .unwrap()
         .with_lambda_context(context);
     let started = Instant::now();
-    let response = app.handle(request).await;
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
     let took = started.elapsed();
     assert_eq!(response.status(), 504);
     assert!(
@@ -134,7 +138,7 @@ async fn near_the_lambda_deadline_the_answer_is_a_504_in_time() {
 async fn a_terminated_pooled_connection_is_replaced_unseen() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(5, &["m"]).await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![5]);
     let killed: i64 = catalog
         .admin
@@ -153,7 +157,7 @@ async fn a_terminated_pooled_connection_is_replaced_unseen() {
 async fn postgres_restarted_between_two_requests_is_unseen() {
     let (mut pg, url) = dedicated_catalog(3).await;
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    let app = catalog.app(&[("DATABASE_URL", &url)]).await;
     assert_eq!(
         logs(&app, json!({"numPerPage": 5})).await.ids(),
         vec![3, 2, 1]
@@ -170,7 +174,7 @@ async fn postgres_restarted_between_two_requests_is_unseen() {
 async fn a_catalog_that_is_down_is_a_503_then_served_once_it_is_up() {
     let (mut pg, url) = dedicated_catalog(2).await;
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    let app = catalog.app(&[("DATABASE_URL", &url)]).await;
     assert_eq!(logs(&app, json!({"numPerPage": 5})).await.ids(), vec![2, 1]);
     pg.halt();
     send(&app, Call::logs(json!({}))).await.error(503, 14);
@@ -184,7 +188,7 @@ async fn wrong_catalog_credentials_are_a_500_that_shows_no_secret() {
     let url = catalog
         .reader_url()
         .replace(READER_PASSWORD, "not-the-password");
-    let app = catalog.app(&[("DATABASE_URL", &url)]);
+    let app = catalog.app(&[("DATABASE_URL", &url)]).await;
     let message = send(&app, Call::logs(json!({}))).await.error(500, 13);
     assert!(
         !message.contains("not-the-password") && !message.contains(READER),
@@ -195,7 +199,7 @@ async fn wrong_catalog_credentials_are_a_500_that_shows_no_secret() {
 #[tokio::test]
 async fn an_unconfigured_catalog_is_a_500() {
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("DATABASE_URL", "")]);
+    let app = catalog.app(&[("DATABASE_URL", "")]).await;
     let message = send(&app, Call::logs(json!({}))).await.error(500, 13);
     assert!(message.contains("not configured"), "{message}");
 }

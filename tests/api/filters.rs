@@ -14,7 +14,7 @@ async fn flow_job_name_matches_a_case_sensitive_substring() {
             (5, "preorders_sync", "error", "e"),
         ])
         .await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     let ids = |r: Reply| (r.ids(), r.total());
     assert_eq!(
         ids(logs(&app, json!({"flowJobName": "orders", "numPerPage": 10})).await),
@@ -53,7 +53,7 @@ async fn percent_underscore_and_backslash_are_ordinary_characters() {
             (4, "a\\b", "info", "x"),
         ])
         .await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     for (needle, expect) in [
         ("%", vec![1]),
         ("_", vec![2]),
@@ -83,7 +83,7 @@ async fn level_matches_in_every_spelling_peerdb_clients_use() {
             (4, "m", "info", "i2"),
         ])
         .await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     for (level, expect) in [
         ("", vec![4, 3, 2, 1]),
         ("all", vec![4, 3, 2, 1]),
@@ -122,7 +122,7 @@ async fn filters_combine_with_and() {
             (4, "m1", "error", "d"),
         ])
         .await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     let reply = logs(
         &app,
         json!({"flowJobName": "m1", "level": "error", "numPerPage": 10}),
@@ -144,7 +144,7 @@ async fn rows_carry_all_five_fields_with_millisecond_utc_timestamps() {
         )
         .await
         .unwrap();
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     let reply = logs(&app, json!({"numPerPage": 1})).await;
     assert_eq!(
         reply.json,
@@ -166,7 +166,7 @@ async fn a_mirror_and_a_level_are_exact_however_big_the_mirror_is() {
         .collect();
     let catalog = TestCatalog::new().await;
     catalog.insert(&rows).await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     let answer = |r: Reply| (r.ids(), r.total(), r.page());
     for (body, expect) in [
         // A small mirror's page and count from one read of its rows.

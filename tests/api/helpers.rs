@@ -10,15 +10,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::Router;
 use base64::Engine;
 use lambda_http::http::{HeaderMap, StatusCode};
-use lambda_http::{Body, Request};
-use peerdb_mirror_logs::config;
-use peerdb_mirror_logs::handler::App;
-use peerdb_mirror_logs::local::demo::{reader_grants, PEERDB_SCHEMA};
-use peerdb_mirror_logs::throwaway_pg::{ThrowawayPg, SUPERUSER};
+use lambda_http::{Body, IntoResponse, Request};
+use peerdb_mirror_logs::config::Config;
+use peerdb_mirror_logs::startup;
 use serde_json::{json, Value};
+use testkit::{provision, ThrowawayPg, SUPERUSER};
 use tokio_postgres::{Client, NoTls};
+use tower::ServiceExt;
 
 use crate::pgbouncer::PgBouncer;
 
@@ -29,7 +30,7 @@ pub const TEMPLATE: &str = "peerdb_template";
 pub const AUTH: &str = "Basic OnBlZXJkYg==";
 
 struct Cluster {
-    /// `host:port` and the superuser's credentials, as a URL prefix.
+    /// The server's superuser, signed in to its `postgres` database.
     admin: tokio_postgres::Config,
     _server: Option<ThrowawayPg>,
     bouncer: Option<PgBouncer>,
@@ -51,35 +52,21 @@ fn cluster() -> &'static Cluster {
                 (pg.url(SUPERUSER, "postgres").parse().unwrap(), Some(pg))
             }
         };
-        // The template database and the reader role, made once per run on
-        // a thread of its own (tests each have their own runtime).
+        // The template database, with the schema and the reader role, made
+        // once per run on a thread of its own (tests each have their own
+        // runtime).
         let setup = admin.clone();
         on_own_runtime(async move {
             let client = connect(&setup).await;
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE}"))
-                .await
-                .unwrap();
-            client
-                .batch_execute(&format!(
-                    "DO $$ BEGIN
-                           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
-                             CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}';
-                           END IF;
-                         END $$"
-                ))
-                .await
-                .unwrap();
-            client
-                .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
-                .await
-                .unwrap();
+            for statement in ["DROP DATABASE IF EXISTS", "CREATE DATABASE"] {
+                client
+                    .batch_execute(&format!("{statement} {TEMPLATE}"))
+                    .await
+                    .unwrap();
+            }
             let mut in_template = setup.clone();
             in_template.dbname(TEMPLATE);
-            let template = connect(&in_template).await;
-            template.batch_execute(PEERDB_SCHEMA).await.unwrap();
-            template
-                .batch_execute(&reader_grants(READER))
+            provision(&connect(&in_template).await, READER, READER_PASSWORD)
                 .await
                 .unwrap();
         })
@@ -181,13 +168,15 @@ impl TestCatalog {
     }
 
     /// The function, configured for this catalog plus `extra` settings.
-    pub fn app(&self, extra: &[(&str, &str)]) -> App {
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), self.reader_url()),
-            ("PEERDB_PASSWORD".into(), "peerdb".into()),
-        ]);
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        App::new(config::from_vars(|k| vars.get(k).cloned()))
+    pub async fn app(&self, extra: &[(&str, &str)]) -> Router {
+        app_with(
+            &[
+                ("DATABASE_URL", &self.reader_url()),
+                ("PEERDB_PASSWORD", "peerdb"),
+            ],
+            extra,
+        )
+        .await
     }
 
     /// Inserts rows `(id, flow_name, error_type, message)`, timestamped
@@ -445,12 +434,18 @@ pub fn ids_of(json: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// Sends a Lambda event through `lambda_http`'s deserialization and the
-/// handler.
-pub async fn invoke(app: &App, event: &str) -> Reply {
+/// The function as start-up builds it from `vars`, with `extra` on top.
+pub async fn app_with(vars: &[(&str, &str)], extra: &[(&str, &str)]) -> Router {
+    let vars: HashMap<&str, &str> = vars.iter().chain(extra).copied().collect();
+    startup::build(Config::from_vars(|k| vars.get(k).map(|v| v.to_string()))).await
+}
+
+/// Sends a Lambda event through `lambda_http`'s deserialization, the
+/// router, and the conversion to what Lambda returns, as the runtime does.
+pub async fn invoke(app: &Router, event: &str) -> Reply {
     let request: Request = lambda_http::request::from_str(event).expect("a valid Lambda event");
-    let response = app.handle(request).await;
-    let (parts, body) = response.into_parts();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_response().await.into_parts();
     let text = match body {
         Body::Text(t) => t,
         other => panic!("expected a text body, got {other:?}"),
@@ -465,12 +460,12 @@ pub async fn invoke(app: &App, event: &str) -> Reply {
 }
 
 /// `call` as an HTTP API `$default` event.
-pub async fn send(app: &App, call: Call) -> Reply {
+pub async fn send(app: &Router, call: Call) -> Reply {
     invoke(app, &call.event(Source::HttpApiDefault)).await
 }
 
 /// Shorthand: a logs request with `body`, answered 200; the reply.
-pub async fn logs(app: &App, body: Value) -> Reply {
+pub async fn logs(app: &Router, body: Value) -> Reply {
     let reply = send(app, Call::logs(body.clone())).await;
     assert_eq!(reply.status, StatusCode::OK, "{body} -> {}", reply.json);
     reply
@@ -492,13 +487,7 @@ pub async fn dedicated_catalog_with(settings: &[&str], rows: i64) -> (ThrowawayP
     .await
     .unwrap();
     let admin = connect(&pg.url(SUPERUSER, "postgres").parse().unwrap()).await;
-    admin
-        .batch_execute(&format!(
-            "{PEERDB_SCHEMA} CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'; {}",
-            reader_grants(READER)
-        ))
-        .await
-        .unwrap();
+    provision(&admin, READER, READER_PASSWORD).await.unwrap();
     admin
         .execute(
             "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
@@ -532,7 +521,26 @@ pub fn closed_port() -> u16 {
 /// security.rs checks a secret one.
 const SECRETS: [&str; 2] = [READER_PASSWORD, "not-the-password"];
 
-static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Leaks found, each with the name of the thread that wrote it: libtest
+/// names a test's thread after the test, and threads a test starts to read
+/// a process's output take its name (see [`test_thread`]).
+static LEAKS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A thread named after the test that starts it, so that what it finds is
+/// blamed on that test.
+pub fn test_thread(work: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(thread_name())
+        .spawn(work)
+        .unwrap();
+}
 
 /// Records `text` if it holds one of the secrets.
 pub fn check_for_secrets(text: &str) {
@@ -540,13 +548,19 @@ pub fn check_for_secrets(text: &str) {
         LEAKS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(text.to_string());
+            .push((thread_name(), text.to_string()));
     }
 }
 
+/// Fails the calling test if it, or a thread it started, leaked a secret.
 pub fn assert_no_secret_leaked() {
-    let leaks = LEAKS.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(leaks.is_empty(), "secrets in the log or a body: {leaks:?}");
+    let name = thread_name();
+    let mut all = LEAKS.lock().unwrap_or_else(|e| e.into_inner());
+    let (mine, others): (Vec<_>, Vec<_>) = all.drain(..).partition(|(thread, _)| *thread == name);
+    *all = others;
+    drop(all);
+    let mine: Vec<String> = mine.into_iter().map(|(_, text)| text).collect();
+    assert!(mine.is_empty(), "secrets in the log or a body: {mine:?}");
 }
 
 /// Where the function's log lines go in tests: searched, and kept when a

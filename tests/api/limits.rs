@@ -23,7 +23,7 @@ async fn a_page_over_six_megabytes_drops_the_rows_farthest_from_the_cursor() {
         )
         .await
         .unwrap();
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
 
     let newest = logs(&app, json!({"numPerPage": 40})).await;
     let ids = newest.ids();
@@ -73,7 +73,7 @@ async fn a_single_message_too_large_alone_is_cut_with_a_marker() {
         )
         .await
         .unwrap();
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     // The huge row is the nearest to the cursor, so it is kept, cut; the
     // small one no longer fits beside it.
     let reply = logs(&app, json!({"numPerPage": 2})).await;
@@ -94,7 +94,7 @@ async fn a_single_message_too_large_alone_is_cut_with_a_marker() {
 #[tokio::test]
 async fn a_body_over_the_bound_is_a_413() {
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("PEERDB_LOGS_MAX_BODY_BYTES", "1024")]);
+    let app = catalog.app(&[("PEERDB_LOGS_MAX_BODY_BYTES", "1024")]).await;
     let padding = "x".repeat(2000);
     let reply = send(
         &app,

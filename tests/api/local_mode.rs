@@ -26,7 +26,7 @@ impl Server {
     /// Starts the binary with `env` and waits for its "Serving" line.
     pub fn start(env: &[(&str, &str)]) -> Server {
         let port = closed_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_local"))
             .env_remove("DATABASE_URL")
             .env_remove("PEERDB_CATALOG_HOST")
             .env_remove("AWS_LAMBDA_RUNTIME_API")
@@ -50,7 +50,7 @@ impl Server {
             Box::new(stderr),
         ] {
             let tx = tx.clone();
-            std::thread::spawn(move || {
+            test_thread(move || {
                 for line in stream.lines().map_while(Result::ok) {
                     check_for_secrets(&line);
                     let _ = tx.send(line);

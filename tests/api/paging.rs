@@ -2,10 +2,10 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-async fn hundred() -> (TestCatalog, peerdb_mirror_logs::handler::App) {
+async fn hundred() -> (TestCatalog, axum::Router) {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(100, &["m1", "m2", "m3"]).await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     (catalog, app)
 }
 
@@ -191,7 +191,7 @@ async fn num_per_page_is_bounded() {
         logs(&app, json!({"numPerPage": 1000})).await.ids().len(),
         100
     );
-    let small = catalog.app(&[("PEERDB_LOGS_MAX_PAGE_SIZE", "20")]);
+    let small = catalog.app(&[("PEERDB_LOGS_MAX_PAGE_SIZE", "20")]).await;
     assert!(send(&small, Call::logs(json!({"numPerPage": 21})))
         .await
         .error(400, 3)
@@ -234,7 +234,7 @@ async fn ids_past_two_to_the_31_work_both_ways() {
     for id in big {
         catalog.insert(&[(id, "m", "info", "x")]).await;
     }
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     let reply = logs(&app, json!({"numPerPage": 10})).await;
     assert_eq!(reply.ids(), big.iter().rev().copied().collect::<Vec<_>>());
     let reply = logs(&app, json!({"beforeId": "1099511627776", "numPerPage": 10})).await;
@@ -259,7 +259,7 @@ async fn a_small_mirror_pages_the_same_through_the_name_index() {
     catalog
         .insert_many(400, &flows.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     // mirror_07 holds ids 7, 47, ..., 367 (insert_many cycles from id % 40).
     let mirror: Vec<i64> = (0..10).map(|k| 367 - 40 * k).collect();
     let reply = logs(&app, json!({"flowJobName": "mirror_07", "numPerPage": 4})).await;

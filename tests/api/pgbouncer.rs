@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use peerdb_mirror_logs::throwaway_pg::{server_owner, stop_when_parent_dies};
+use testkit::{server_owner, stop_when_parent_dies};
 
 use serde_json::json;
 

@@ -259,7 +259,7 @@ fn the_function_answers_as_a_model_of_the_spec_does() {
         .build()
         .unwrap();
     let catalog = runtime.block_on(TestCatalog::new());
-    let app = catalog.app(&[]);
+    let app = runtime.block_on(catalog.app(&[]));
     let mut config = Config {
         failure_persistence: None,
         ..Config::default()

@@ -11,7 +11,7 @@ async fn seeded() -> TestCatalog {
 #[tokio::test]
 async fn every_event_source_and_stage_form_reaches_the_endpoint() {
     let catalog = seeded().await;
-    let app = catalog.app(&[]);
+    let app = catalog.app(&[]).await;
     for source in SOURCES {
         for path in ["/api/v1/mirrors/logs", "/v1/mirrors/logs"] {
             let call = Call::logs(json!({"numPerPage": 3})).path(path);
@@ -25,7 +25,7 @@ async fn every_event_source_and_stage_form_reaches_the_endpoint() {
 
 #[tokio::test]
 async fn other_paths_are_404() {
-    let app = seeded().await.app(&[]);
+    let app = seeded().await.app(&[]).await;
     for source in SOURCES {
         for path in [
             "/",
@@ -42,7 +42,7 @@ async fn other_paths_are_404() {
 
 #[tokio::test]
 async fn other_methods_on_the_endpoint_are_405_with_allow_post() {
-    let app = seeded().await.app(&[]);
+    let app = seeded().await.app(&[]).await;
     for source in SOURCES {
         for method in ["GET", "PUT", "DELETE", "PATCH"] {
             let reply = invoke(&app, &Call::logs(json!({})).method(method).event(source)).await;
@@ -54,7 +54,7 @@ async fn other_methods_on_the_endpoint_are_405_with_allow_post() {
 
 #[tokio::test]
 async fn a_base64_encoded_body_is_decoded() {
-    let app = seeded().await.app(&[]);
+    let app = seeded().await.app(&[]).await;
     for source in SOURCES {
         let reply = invoke(
             &app,

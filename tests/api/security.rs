@@ -41,7 +41,9 @@ async fn unauthenticated_requests_reach_no_database() {
     )
     .await;
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[("DATABASE_URL", &url), ("PEERDB_PASSWORD", API_PASSWORD)]);
+    let app = catalog
+        .app(&[("DATABASE_URL", &url), ("PEERDB_PASSWORD", API_PASSWORD)])
+        .await;
     let server_log = || std::fs::read_to_string(pg.log_path()).unwrap();
     // What the server logs for a connection and for each statement.
     let reached = |log: &str| {
@@ -117,7 +119,9 @@ async fn no_secret_reaches_a_log_line_or_an_error_body() {
     let in_process = LogCapture::start();
     let mut bodies = Vec::new();
     for (url, call, status) in cases.clone() {
-        let app = catalog.app(&[("DATABASE_URL", url), ("PEERDB_PASSWORD", API_PASSWORD)]);
+        let app = catalog
+            .app(&[("DATABASE_URL", url), ("PEERDB_PASSWORD", API_PASSWORD)])
+            .await;
         let reply = send(&app, call).await;
         assert_eq!(reply.status.as_u16(), status, "{}", reply.json);
         bodies.push(reply.json.to_string());
@@ -147,7 +151,7 @@ async fn no_secret_reaches_a_log_line_or_an_error_body() {
         "request served",
         "request refused",
         "the catalog refused the configured credentials",
-        "catalog unavailable",
+        "the catalog database cannot be reached",
         "DATABASE_URL is not a valid Postgres connection string",
     ] {
         assert!(

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use peerdb_mirror_logs::throwaway_pg::{server_owner, ThrowawayPg, SUPERUSER};
 use serde_json::json;
+use testkit::{server_owner, ThrowawayPg, SUPERUSER};
 
 use crate::helpers::*;
 use crate::local_mode::{Server, DOCS_HEAD};
@@ -156,19 +156,21 @@ async fn assert_fails_closed(url: &str, ca_file: Option<&str>, cause: &str) {
     ];
     settings.extend(ca_file.map(|ca| ("PEERDB_CATALOG_CA_FILE", ca)));
     let logs_written = LogCapture::start();
-    let app = catalog.app(&settings);
+    let app = catalog.app(&settings).await;
     send(&app, Call::logs(json!({"numPerPage": 1})))
         .await
         .error(503, 14);
     let log = logs_written.text();
     assert!(
         log.lines()
-            .any(|l| l.contains("catalog unavailable") && l.contains(cause)),
+            .any(|l| l.contains("request failed") && l.contains(cause)),
         "no log line naming {cause:?}: {log}"
     );
 
     let separator = if url.contains('?') { '&' } else { '?' };
-    let plaintext = catalog.app(&[("DATABASE_URL", &format!("{url}{separator}sslmode=disable"))]);
+    let plaintext = catalog
+        .app(&[("DATABASE_URL", &format!("{url}{separator}sslmode=disable"))])
+        .await;
     logs(&plaintext, json!({"numPerPage": 1})).await;
 }
 
@@ -176,14 +178,16 @@ async fn assert_fails_closed(url: &str, ca_file: Option<&str>, cause: &str) {
 async fn with_the_catalog_ca_configured_reads_go_over_verified_tls() {
     let tls = tls_catalog();
     let catalog = TestCatalog::new().await;
-    let app = catalog.app(&[
-        (
-            "DATABASE_URL",
-            &format!("{}&application_name=tls_verified", tls.url(HOST)),
-        ),
-        ("PEERDB_CATALOG_REQUIRE_TLS", "true"),
-        ("PEERDB_CATALOG_CA_FILE", tls.ca()),
-    ]);
+    let app = catalog
+        .app(&[
+            (
+                "DATABASE_URL",
+                &format!("{}&application_name=tls_verified", tls.url(HOST)),
+            ),
+            ("PEERDB_CATALOG_REQUIRE_TLS", "true"),
+            ("PEERDB_CATALOG_CA_FILE", tls.ca()),
+        ])
+        .await;
     assert_eq!(
         logs(&app, json!({"numPerPage": 5})).await.ids(),
         vec![3, 2, 1]

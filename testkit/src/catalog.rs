@@ -1,6 +1,5 @@
-//! The embedded demo catalog: PeerDB's schema and a few thousand
-//! realistic log lines in a throwaway Postgres. Also used by the tests and
-//! the benchmark, which seed the same way at other sizes.
+//! PeerDB's catalog as the function finds it: PeerDB's own schema, a role
+//! that may only read it, and realistic log lines.
 
 use tokio_postgres::Client;
 
@@ -18,12 +17,35 @@ CREATE TABLE peerdb_stats.flow_errors (
 CREATE INDEX idx_flow_errors_flow_name ON peerdb_stats.flow_errors (flow_name);
 ";
 
-/// The least privilege the function needs, for a role that exists.
-pub fn reader_grants(role: &str) -> String {
-    format!(
-        "GRANT USAGE ON SCHEMA peerdb_stats TO {role};
-         GRANT SELECT ON peerdb_stats.flow_errors TO {role};"
-    )
+/// PeerDB's schema, and a reader role for it (see [`add_reader`]).
+pub async fn provision(
+    client: &Client,
+    role: &str,
+    password: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(PEERDB_SCHEMA).await?;
+    add_reader(client, role, password).await
+}
+
+/// `role` (made if it does not exist yet: roles are the cluster's, shared
+/// by its databases) with the least privilege the function needs: reading
+/// the table.
+pub async fn add_reader(
+    client: &Client,
+    role: &str,
+    password: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} LOGIN PASSWORD '{password}';
+               END IF;
+             END $$;
+             GRANT USAGE ON SCHEMA peerdb_stats TO {role};
+             GRANT SELECT ON peerdb_stats.flow_errors TO {role};"
+        ))
+        .await
 }
 
 /// Appends `rows` log lines over `mirrors` mirrors (and their `clone_`

@@ -1,0 +1,82 @@
+//! Start-up, in one place, for the Lambda binary, local mode and the tests
+//! alike: the configuration read once, the secrets it names resolved, and
+//! the application built from them. Nothing here connects to the catalog:
+//! the pool connects on the first request, so a catalog down at start is a
+//! 503 per request until it is up.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tracing::{error, warn};
+
+use crate::auth::{Auth, Password, RotatingPassword, WayIn};
+use crate::catalog::{Catalog, SetupError};
+use crate::config::{Config, ConfigError, Limits};
+use crate::error::describe;
+use crate::route;
+use crate::secrets::{self, PasswordSecret, SecretsError};
+
+/// The state every request borrows, built once per execution environment.
+pub struct App {
+    pub auth: Auth,
+    pub catalog: Catalog,
+    pub limits: Limits,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Catalog(#[from] SetupError),
+}
+
+/// The application as the process's environment configures it.
+pub async fn from_env() -> Router {
+    build(Config::from_env()).await
+}
+
+/// The application `config` describes. One that cannot be used is said
+/// once in the log; every request then gets a 500.
+pub async fn build(config: Result<Config, ConfigError>) -> Router {
+    match app(config).await {
+        Ok(app) => route::router(Some(Arc::new(app))),
+        Err(e) => {
+            error!(problem = %describe(&e), "not configured: every request will get a 500 until this is fixed");
+            route::router(None)
+        }
+    }
+}
+
+async fn app(config: Result<Config, ConfigError>) -> Result<App, StartupError> {
+    let resolved = secrets::resolve(config?).await?;
+    let config = resolved.config;
+    Ok(App {
+        auth: auth(&config, resolved.password_secret),
+        catalog: Catalog::new(&config.catalog, resolved.catalog_secret)?,
+        limits: config.limits,
+    })
+}
+
+fn auth(config: &Config, password_secret: Option<PasswordSecret>) -> Auth {
+    if config.auth_disabled {
+        // The password is then not checked, so a secret holding it is not re-read.
+        warn!("authentication is disabled (PEERDB_LOGS_DISABLE_AUTH)");
+        return Auth::Disabled;
+    }
+    let Some(password) = &config.api_password else {
+        error!(
+            "no API password: set PEERDB_PASSWORD (or PEERDB_LOGS_DISABLE_AUTH=true when API Gateway \
+             authorizes callers); every request will get a 500 until then"
+        );
+        return Auth::NotConfigured;
+    };
+    let way = match password_secret {
+        Some(secret) => WayIn::PasswordSecret(RotatingPassword::new(secret, password.expose())),
+        None => WayIn::Password(Password::new(password.expose())),
+    };
+    Auth::Required(vec![way])
+}
