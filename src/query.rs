@@ -31,19 +31,6 @@ pub enum Param {
     Int(i64),
 }
 
-/// The columns of each result row, in order: `total` and `newer` (rows
-/// matching the filters with an id above the page's newest) repeat on
-/// every row; the log columns are NULL on the single row of an empty page.
-pub const COLUMNS: [&str; 7] = [
-    "total",
-    "newer",
-    "id",
-    "flow_name",
-    "error_message",
-    "error_type",
-    "error_ms",
-];
-
 const TABLE: &str = "peerdb_stats.flow_errors";
 const LOG_COLUMNS: &str = "id, flow_name, error_message, error_type, error_timestamp";
 const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])";
