@@ -49,8 +49,33 @@ const NEWER_THAN_PAGE: &str = "id > (SELECT max(id) FROM page)";
 /// repeat on every row; the log columns are NULL on the single row of an
 /// empty page.
 const RESULT: &str = "SELECT s.total, s.newer, p.id, p.flow_name, p.error_message, p.error_type, \
-                      floor(extract(epoch FROM p.error_timestamp) * 1000)::int8 AS error_ms \
+                      floor(extract(epoch FROM p.error_timestamp) * 1000)::int8 AS error_ms\n\
                       FROM stats s LEFT JOIN page p ON true ORDER BY p.id DESC";
+
+// What the statement weighs, in `gate`, to choose how a mirror is read.
+
+/// What reading a mirror's row through the name index costs, in rows read
+/// by walking the primary key: the index visits them scattered over the
+/// heap, the walk in heap order. "About 3" is the estimate of 54c3e83, which
+/// replaced a flat "under 5% of the span"; the history keeps no run behind
+/// it. README, Speed: one mirror at 0.07x PeerDB's time at a million rows.
+const NAME_INDEX_ROW_COST: f64 = 3.0;
+
+/// The same weight with a level, where counting reads the mirror's rows
+/// anyway: the name branch then only keeps their ids (a fraction of a row
+/// each), while the walk reads 20 rows a match (a level guessed to keep one
+/// row in 20, the benchmark's share of errors); 0.005 x 20 puts a kept id at
+/// a tenth of a walked row. Set by 95ee7a2; README, Speed: one mirror with
+/// a level at 0.22x PeerDB's time at a million rows.
+const KEPT_ID_COST: f64 = 0.005;
+
+/// A mirror is big when it holds over one in this many of the table's ids:
+/// its rows then lie on most of the heap's pages (README, Speed: at a
+/// million rows a 1% mirror's are on 7,800 of 17,900), so one sequential
+/// pass, as PeerDB makes, beats visiting them through the name index. With
+/// a level, counting the mirror's size stops there, as it only picks the
+/// plan (95ee7a2).
+const BIG_MIRROR_ONE_IN: i64 = 10;
 
 /// How a request's rows are read, chosen from its shape alone; what depends
 /// on the data (the mirror's size) is decided inside the statement, in
@@ -64,10 +89,12 @@ enum Strategy {
     /// name index; the page is read through that index or by walking the
     /// primary key, whichever reads fewer rows.
     Mirror,
-    /// A mirror filter and a level, which no index holds: a small mirror's
-    /// rows are read once and the matching ids kept for both page and
-    /// count; a big one is counted in one sequential pass, as PeerDB does,
-    /// and its page walks the primary key.
+    /// A mirror filter and a level, which no index holds, so counting
+    /// visits the mirror's rows in the heap. Unless walking the primary key
+    /// is far cheaper, that one visit keeps the matching ids for both page
+    /// and count. Otherwise the page walks the primary key, and the count
+    /// visits the mirror's rows, or reads the whole table in one sequential
+    /// pass (as PeerDB does) when the mirror holds over a tenth of it.
     MirrorAndLevel,
 }
 
@@ -237,7 +264,7 @@ impl Bound {
     fn page_of(&self, source: &str, filters: &[String], order_by: &str) -> String {
         let (order, limit, offset) = (self.order, &self.limit, &self.offset);
         format!(
-            "SELECT {source} {} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
+            "SELECT {source}{} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
             where_clause(&filters_with(filters, self.cursor.as_deref()))
         )
     }
@@ -277,33 +304,10 @@ impl Bound {
     }
 }
 
-/// What reading a mirror's row through the name index costs, in rows read
-/// by walking the primary key: the index visits them scattered over the
-/// heap, the walk in heap order. "About 3" is the estimate of 54c3e83, which
-/// replaced a flat "under 5% of the span"; the history keeps no run behind
-/// it. README, Speed: one mirror at 0.07x PeerDB's time at a million rows.
-const NAME_INDEX_ROW_COST: f64 = 3.0;
-
-/// The same weight with a level, where counting reads the mirror's rows
-/// anyway: the name branch then only keeps their ids (a fraction of a row
-/// each), while the walk reads 20 rows a match (a level guessed to keep one
-/// row in 20, the benchmark's share of errors); 0.005 x 20 puts a kept id at
-/// a tenth of a walked row. Set by 95ee7a2; README, Speed: one mirror with
-/// a level at 0.22x PeerDB's time at a million rows.
-const KEPT_ID_COST: f64 = 0.005;
-
-/// A mirror is big when it holds over one in this many of the table's ids:
-/// its rows then lie on most of the heap's pages (README, Speed: at a
-/// million rows a 1% mirror's are on 7,800 of 17,900), so one sequential
-/// pass, as PeerDB makes, beats visiting them through the name index. With
-/// a level, counting the mirror's size stops there, as it only picks the
-/// plan (95ee7a2).
-const BIG_MIRROR_ONE_IN: i64 = 10;
-
 /// The distinct mirror names, by a skip scan of the name index.
 fn names() -> String {
     format!(
-        "names(n) AS ( {})",
+        "names(n) AS ({})",
         union_all(&[
             format!("(SELECT flow_name FROM {TABLE} ORDER BY flow_name LIMIT 1)"),
             format!(
@@ -331,6 +335,7 @@ fn mirror_size(rows: &str) -> String {
     format!("mirror AS (SELECT count(*) AS n FROM {rows})")
 }
 
+/// The mirror's rows, all of them.
 fn mirror_rows() -> String {
     format!("{TABLE} WHERE {MIRROR_FILTER}")
 }
@@ -360,11 +365,12 @@ fn gate(columns: &[String]) -> String {
 /// The ids of the mirror's matching rows, read once for page and count.
 fn matched(filters: &[String]) -> String {
     format!(
-        "matched AS MATERIALIZED (SELECT id FROM {TABLE} {})",
+        "matched AS MATERIALIZED (SELECT id FROM {TABLE}{})",
         where_clause(filters)
     )
 }
 
+/// The page's rows, in cursor order.
 fn page(rows: &str) -> String {
     format!("page AS ({rows})")
 }
@@ -372,13 +378,10 @@ fn page(rows: &str) -> String {
 /// The page through the mirror's rows or by walking the primary key, as
 /// `gate` says. `id + 0` keeps the primary key out of the name branch.
 fn page_either(by_name: &str, by_id: &str) -> String {
-    page(&format!(
-        " {}",
-        union_all(&[
-            only_if(by_name, "by_name", BY_NAME),
-            only_if(by_id, "by_id", &format!("NOT {BY_NAME}")),
-        ])
-    ))
+    page(&union_all(&[
+        only_if(by_name, "by_name", BY_NAME),
+        only_if(by_id, "by_id", &format!("NOT {BY_NAME}")),
+    ]))
 }
 
 /// `rows` when `condition` holds: one branch of a choice made in `gate`.
@@ -386,16 +389,21 @@ fn only_if(rows: &str, alias: &str, condition: &str) -> String {
     format!("SELECT * FROM ({rows}) {alias} WHERE {condition}")
 }
 
+/// `total` and `newer`, on one row.
 fn stats(counts: &str) -> String {
     format!("stats AS ({counts})")
 }
 
+/// One CTE a line, for whoever reads the statement (in a snapshot, in
+/// `pg_stat_activity`); Postgres reads any whitespace alike.
 fn statement(ctes: &[String]) -> String {
-    format!("WITH RECURSIVE {} {RESULT}", ctes.join(", "))
+    format!("WITH RECURSIVE\n{}\n{RESULT}", ctes.join(",\n"))
 }
 
+/// The branches, each on a line of its own.
 fn union_all(branches: &[String]) -> String {
-    branches.join(" UNION ALL ")
+    let branches: Vec<String> = branches.iter().map(|b| format!("\n  {b}")).collect();
+    branches.join("\n  UNION ALL")
 }
 
 /// The log columns, to read from the table.
@@ -405,7 +413,7 @@ fn logs() -> String {
 
 /// The table's rows that pass `filters`.
 fn rows(filters: &[String]) -> String {
-    format!("{TABLE} {}", where_clause(filters))
+    format!("{TABLE}{}", where_clause(filters))
 }
 
 fn filters_with(filters: &[String], extra: Option<&str>) -> Vec<String> {
@@ -416,11 +424,12 @@ fn filters_with(filters: &[String], extra: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// ` WHERE` and the filters, or nothing without any.
 fn where_clause(filters: &[String]) -> String {
     if filters.is_empty() {
         String::new()
     } else {
-        format!("WHERE {}", filters.join(" AND "))
+        format!(" WHERE {}", filters.join(" AND "))
     }
 }
 
