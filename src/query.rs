@@ -16,8 +16,8 @@
 //! small mirror's rows read once for both page and count, and a mirror of
 //! over a tenth of the table counted in one sequential pass.
 //!
-//! [`plan`] first picks a [`Strategy`] from the request's shape, then
-//! builds that strategy's statement from one function per CTE.
+//! [`plan`] first picks a `Strategy` from the request's shape, then builds
+//! that strategy's statement from one function per CTE.
 
 use crate::request::{Cursor, Level, LogsRequest};
 
@@ -108,6 +108,7 @@ impl Strategy {
     }
 }
 
+/// The statement for `req`: its strategy's CTEs, then the result rows.
 pub fn plan(req: &LogsRequest) -> Plan {
     let strategy = Strategy::of(req);
     let mut params = Vec::new();
@@ -123,7 +124,7 @@ pub fn plan(req: &LogsRequest) -> Plan {
     }
 }
 
-/// The CTEs of each strategy's statement, in order.
+/// [`Strategy::WholeTable`]'s CTEs.
 fn whole_table(q: &Bound) -> Vec<String> {
     vec![
         page(&q.page_of(&logs(), &q.filters(), "id")),
@@ -131,6 +132,7 @@ fn whole_table(q: &Bound) -> Vec<String> {
     ]
 }
 
+/// [`Strategy::Mirror`]'s CTEs.
 fn mirror(q: &Bound) -> Vec<String> {
     vec![
         names(),
@@ -149,6 +151,7 @@ fn mirror(q: &Bound) -> Vec<String> {
     ]
 }
 
+/// [`Strategy::MirrorAndLevel`]'s CTEs.
 fn mirror_and_level(q: &Bound) -> Vec<String> {
     let big = mirror_is_big();
     vec![
