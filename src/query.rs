@@ -15,6 +15,9 @@
 //! through the name index or by walking the primary key; with a level, a
 //! small mirror's rows read once for both page and count, and a mirror of
 //! over a tenth of the table counted in one sequential pass.
+//!
+//! [`plan`] first picks a `Strategy` from the request's shape, then builds
+//! that strategy's statement from one function per CTE.
 
 use crate::request::{Cursor, Level, LogsRequest};
 
@@ -31,19 +34,6 @@ pub enum Param {
     Int(i64),
 }
 
-/// The columns of each result row, in order: `total` and `newer` (rows
-/// matching the filters with an id above the page's newest) repeat on
-/// every row; the log columns are NULL on the single row of an empty page.
-pub const COLUMNS: [&str; 7] = [
-    "total",
-    "newer",
-    "id",
-    "flow_name",
-    "error_message",
-    "error_type",
-    "error_ms",
-];
-
 const TABLE: &str = "peerdb_stats.flow_errors";
 const LOG_COLUMNS: &str = "id, flow_name, error_message, error_type, error_timestamp";
 const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])";
@@ -52,171 +42,381 @@ const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])"
 const BY_NAME: &str = "(SELECT by_name FROM gate)";
 /// Whether a mirror (with a level) is counted by reading the whole table.
 const BIG: &str = "(SELECT big FROM gate)";
+const NEWER_THAN_PAGE: &str = "id > (SELECT max(id) FROM page)";
 
+/// The result rows, columns in the order `catalog` reads them: `total` and
+/// `newer` (rows matching the filters with an id above the page's newest)
+/// repeat on every row; the log columns are NULL on the single row of an
+/// empty page.
+const RESULT: &str = "SELECT s.total, s.newer, p.id, p.flow_name, p.error_message, p.error_type, \
+                      floor(extract(epoch FROM p.error_timestamp) * 1000)::int8 AS error_ms\n\
+                      FROM stats s LEFT JOIN page p ON true ORDER BY p.id DESC";
+
+// What the statement weighs, in `gate`, to choose how a mirror is read.
+
+/// What reading a mirror's row through the name index costs, in rows read
+/// by walking the primary key: the index visits them scattered over the
+/// heap, the walk in heap order. "About 3" is the estimate of 54c3e83, which
+/// replaced a flat "under 5% of the span"; the history keeps no run behind
+/// it. README, Speed: one mirror at 0.07x PeerDB's time at a million rows.
+const NAME_INDEX_ROW_COST: f64 = 3.0;
+
+/// The same weight with a level, where counting reads the mirror's rows
+/// anyway: the name branch then only keeps their ids (a fraction of a row
+/// each), while the walk reads 20 rows a match (a level guessed to keep one
+/// row in 20, the benchmark's share of errors); 0.005 x 20 puts a kept id at
+/// a tenth of a walked row. Set by 95ee7a2; README, Speed: one mirror with
+/// a level at 0.22x PeerDB's time at a million rows.
+const KEPT_ID_COST: f64 = 0.005;
+
+/// A mirror is big when it holds over one in this many of the table's ids:
+/// its rows then lie on most of the heap's pages (README, Speed: at a
+/// million rows a 1% mirror's are on 7,800 of 17,900), so one sequential
+/// pass, as PeerDB makes, beats visiting them through the name index. With
+/// a level, counting the mirror's size stops there, as it only picks the
+/// plan (95ee7a2).
+const BIG_MIRROR_ONE_IN: i64 = 10;
+
+/// How a request's rows are read, chosen from its shape alone; what depends
+/// on the data (the mirror's size) is decided inside the statement, in
+/// `gate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// No mirror filter: the page walks the primary key, and `total`
+    /// counts every matching row.
+    WholeTable,
+    /// A mirror filter, every level: `total` is the mirror's count in the
+    /// name index; the page is read through that index or by walking the
+    /// primary key, whichever reads fewer rows.
+    Mirror,
+    /// A mirror filter and a level, which no index holds, so counting
+    /// visits the mirror's rows in the heap. Unless walking the primary key
+    /// is far cheaper, that one visit keeps the matching ids for both page
+    /// and count. Otherwise the page walks the primary key, and the count
+    /// visits the mirror's rows, or reads the whole table in one sequential
+    /// pass (as PeerDB does) when the mirror holds over a tenth of it.
+    MirrorAndLevel,
+}
+
+impl Strategy {
+    fn of(req: &LogsRequest) -> Strategy {
+        match (req.flow_job_name.is_empty(), req.level) {
+            (true, _) => Strategy::WholeTable,
+            (false, Level::All) => Strategy::Mirror,
+            (false, _) => Strategy::MirrorAndLevel,
+        }
+    }
+}
+
+/// The statement for `req`: its strategy's CTEs, then the result rows.
 pub fn plan(req: &LogsRequest) -> Plan {
+    let strategy = Strategy::of(req);
     let mut params = Vec::new();
-    let mut bind = |p: Param| {
-        params.push(p);
-        format!("${}", params.len())
+    let q = Bound::new(req, &mut params);
+    let ctes = match strategy {
+        Strategy::WholeTable => whole_table(&q),
+        Strategy::Mirror => mirror(&q),
+        Strategy::MirrorAndLevel => mirror_and_level(&q),
     };
-
-    let mut ctes = Vec::new();
-    let mut filters = Vec::new();
-    // The mirror filter as PeerDB writes it, for reading the whole table.
-    let mut mirror_by_text = String::new();
-    let by_mirror = !req.flow_job_name.is_empty();
-    if by_mirror {
-        let needle = bind(Param::Text(req.flow_job_name.clone()));
-        mirror_by_text = format!("strpos(flow_name, {needle}) > 0");
-        ctes.push(format!(
-            "names(n) AS ( \
-               (SELECT flow_name FROM {TABLE} ORDER BY flow_name LIMIT 1) \
-               UNION ALL \
-               SELECT (SELECT f.flow_name FROM {TABLE} f WHERE f.flow_name > names.n ORDER BY f.flow_name LIMIT 1) \
-               FROM names WHERE names.n IS NOT NULL), \
-             flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
-        ));
-        filters.push(MIRROR_FILTER.to_string());
+    Plan {
+        sql: statement(&ctes),
+        params,
     }
-    if let Some(error_type) = req.level.error_type() {
-        let level = bind(Param::Text(error_type.into()));
-        filters.push(format!("error_type = {level}"));
-    }
+}
 
-    let (cursor, order) = match req.cursor {
-        Cursor::Newest => (None, "DESC"),
-        Cursor::Before(id) => (Some(format!("id < {}", bind(Param::Int(id)))), "DESC"),
-        Cursor::After(id) => (Some(format!("id > {}", bind(Param::Int(id)))), "ASC"),
-    };
-    let limit = bind(Param::Int(req.num_per_page));
-    let offset = bind(Param::Int(if req.page > 0 {
-        (req.page - 1).saturating_mul(req.num_per_page)
-    } else {
-        0
-    }));
-    let logs = format!("{LOG_COLUMNS} FROM {TABLE}");
-    let page_of = |source: &str, filters: &[String], order_by: &str| {
-        format!(
-            "SELECT {source} {} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
-            where_clause(&filters_with(filters, cursor.as_deref()))
-        )
-    };
-    // With a mirror and a level, counting reads every row of the mirror
-    // from the heap (no index holds `error_type`): when the mirror is
-    // small, that one pass keeps the matching ids, and the count and the
-    // page both come from them.
-    let single_pass = by_mirror && req.level != Level::All;
-    if by_mirror {
-        // Walking the primary key from the cursor reads about
-        // (limit + offset) * span / matches rows, in heap order; going
-        // through the name index reads every row of the mirror, scattered
-        // over the heap (about 3 times the cost a row). With a level, the
-        // count reads the mirror's rows anyway and the name branch only
-        // keeps the matching ids (a fraction of a row's cost each), while
-        // the walk reads more rows (a level guessed to keep one in 20): the
-        // walk then pays only for a mirror far bigger than the page. The
-        // planner cannot weigh this (the names are only known while the
-        // statement runs), so the statement does. `id + 0` keeps the
-        // primary key out of the name branch.
-        let rows_weight = if single_pass { "0.005" } else { "3" };
-        let by_name = format!(
-            "({limit}::float8 + {offset}::float8) * s.n > {rows_weight} * (m.n::float8 ^ 2)"
-        );
-        // A mirror with over a tenth of the rows has them on most of the
-        // heap's pages: one sequential pass, as PeerDB makes, then beats
-        // visiting them through the name index.
-        let big = "10 * m.n > s.n";
-        let gate = if single_pass {
-            format!("{by_name} AND NOT {big} AS by_name, {big} AS big")
-        } else {
-            format!("{by_name} AS by_name")
-        };
-        // With a level, the mirror's size only picks the plan, so counting
-        // it stops once the mirror is big.
-        let mirror_rows = if single_pass {
-            format!("(SELECT FROM {TABLE} WHERE {MIRROR_FILTER} LIMIT (SELECT n FROM span) / 10 + 1) capped")
-        } else {
-            format!("{TABLE} WHERE {MIRROR_FILTER}")
-        };
-        ctes.push(format!(
-            "span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE}), \
-             mirror AS (SELECT count(*) AS n FROM {mirror_rows}), \
-             gate AS (SELECT {gate} FROM mirror m, span s)"
-        ));
-        let by_name = if single_pass {
-            ctes.push(format!(
-                "matched AS MATERIALIZED (SELECT id FROM {TABLE} {})",
-                where_clause(&filters)
-            ));
+/// [`Strategy::WholeTable`]'s CTEs.
+fn whole_table(q: &Bound) -> Vec<String> {
+    vec![
+        page(&q.page_of(&logs(), &q.filters(), "id")),
+        stats(&q.counted(&rows(&q.filters()))),
+    ]
+}
+
+/// [`Strategy::Mirror`]'s CTEs.
+fn mirror(q: &Bound) -> Vec<String> {
+    vec![
+        names(),
+        flows(q.needle()),
+        span(),
+        mirror_size(&mirror_rows()),
+        gate(&[format!(
+            "{} AS by_name",
+            q.walk_costs_more(NAME_INDEX_ROW_COST)
+        )]),
+        page_either(
+            &q.page_of(&logs(), &q.filters(), "id + 0"),
+            &q.page_of(&logs(), &q.filters(), "id"),
+        ),
+        stats(&q.counted_in_index()),
+    ]
+}
+
+/// [`Strategy::MirrorAndLevel`]'s CTEs.
+fn mirror_and_level(q: &Bound) -> Vec<String> {
+    let big = mirror_is_big();
+    vec![
+        names(),
+        flows(q.needle()),
+        span(),
+        mirror_size(&mirror_rows_until_big()),
+        gate(&[
             format!(
-                "SELECT {logs} WHERE id IN ({})",
-                page_of("id FROM matched", &[], "id")
-            )
-        } else {
-            page_of(&logs, &filters, "id + 0")
+                "{} AND NOT {big} AS by_name",
+                q.walk_costs_more(KEPT_ID_COST)
+            ),
+            format!("{big} AS big"),
+        ]),
+        matched(&q.filters()),
+        page_either(
+            &format!(
+                "SELECT {} WHERE id IN ({})",
+                logs(),
+                q.page_of("id FROM matched", &[], "id")
+            ),
+            &q.page_of(&logs(), &q.filters(), "id"),
+        ),
+        stats(&union_all(&[
+            only_if(&q.counted("matched"), "kept", BY_NAME),
+            only_if(&q.counted(&rows(&q.filters_by_text())), "whole", BIG),
+            only_if(
+                &q.counted(&rows(&q.filters())),
+                "named",
+                &format!("NOT ({BY_NAME} OR {BIG})"),
+            ),
+        ])),
+    ]
+}
+
+/// The request's values, each bound once as a parameter, and the clauses
+/// made of them.
+struct Bound {
+    /// The mirror filter's placeholder.
+    needle: Option<String>,
+    /// `error_type = $n`.
+    level: Option<String>,
+    /// `id < $n` or `id > $n`.
+    cursor: Option<String>,
+    order: &'static str,
+    limit: String,
+    offset: String,
+    /// `newer` only matters when `page` is computed from it: a cursor page
+    /// with no deprecated `page`. Without a cursor the first row returned
+    /// is the newest match, so nothing is newer.
+    needs_newer: bool,
+}
+
+impl Bound {
+    fn new(req: &LogsRequest, params: &mut Vec<Param>) -> Bound {
+        let mut bind = |p: Param| {
+            params.push(p);
+            format!("${}", params.len())
         };
-        ctes.push(format!(
-            "page AS ( \
-               SELECT * FROM ({by_name}) by_name WHERE {BY_NAME} \
-               UNION ALL \
-               SELECT * FROM ({}) by_id WHERE NOT {BY_NAME})",
-            page_of(&logs, &filters, "id")
-        ));
-    } else {
-        ctes.push(format!("page AS ({})", page_of(&logs, &filters, "id")));
+        let needle =
+            (!req.flow_job_name.is_empty()).then(|| bind(Param::Text(req.flow_job_name.clone())));
+        let level = req
+            .level
+            .error_type()
+            .map(|t| format!("error_type = {}", bind(Param::Text(t.into()))));
+        let (cursor, order) = match req.cursor {
+            Cursor::Newest => (None, "DESC"),
+            Cursor::Before(id) => (Some(format!("id < {}", bind(Param::Int(id)))), "DESC"),
+            Cursor::After(id) => (Some(format!("id > {}", bind(Param::Int(id)))), "ASC"),
+        };
+        let limit = bind(Param::Int(req.num_per_page));
+        let offset = bind(Param::Int(if req.page > 0 {
+            (req.page - 1).saturating_mul(req.num_per_page)
+        } else {
+            0
+        }));
+        Bound {
+            needle,
+            level,
+            cursor,
+            order,
+            limit,
+            offset,
+            needs_newer: req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest,
+        }
     }
 
-    // `newer` only matters when `page` is computed from it: a cursor
-    // page with no deprecated `page`. Without a cursor the first row
-    // returned is the newest match, so nothing is newer.
-    let needs_newer = req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest;
-    let newer_than_page = "id > (SELECT max(id) FROM page)";
-    // Where every matching row is read to count it anyway: one pass for
-    // `total` and `newer`.
-    let counted = |rows: &str| {
-        let newer = if needs_newer {
-            format!("count(*) FILTER (WHERE {newer_than_page})")
+    fn needle(&self) -> &str {
+        self.needle
+            .as_deref()
+            .expect("a mirror strategy has a filter")
+    }
+
+    /// The request's filters, the mirror's through the names in `flows`.
+    fn filters(&self) -> Vec<String> {
+        self.with_level(self.needle.as_ref().map(|_| MIRROR_FILTER.to_string()))
+    }
+
+    /// The mirror filter as PeerDB writes it, for reading the whole table.
+    fn filters_by_text(&self) -> Vec<String> {
+        self.with_level(
+            self.needle
+                .as_ref()
+                .map(|n| format!("strpos(flow_name, {n}) > 0")),
+        )
+    }
+
+    fn with_level(&self, mirror: Option<String>) -> Vec<String> {
+        mirror.into_iter().chain(self.level.clone()).collect()
+    }
+
+    /// One page of `source`, from the cursor.
+    fn page_of(&self, source: &str, filters: &[String], order_by: &str) -> String {
+        let (order, limit, offset) = (self.order, &self.limit, &self.offset);
+        format!(
+            "SELECT {source}{} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
+            where_clause(&filters_with(filters, self.cursor.as_deref()))
+        )
+    }
+
+    /// `total` and `newer` in one pass, where every matching row is read
+    /// to count it anyway.
+    fn counted(&self, rows: &str) -> String {
+        let newer = if self.needs_newer {
+            format!("count(*) FILTER (WHERE {NEWER_THAN_PAGE})")
         } else {
             "0::int8".to_string()
         };
         format!("SELECT count(*) AS total, {newer} AS newer FROM {rows}")
-    };
-    let stats = if single_pass {
-        let by_text: Vec<String> = std::iter::once(mirror_by_text)
-            .chain(filters[1..].iter().cloned())
-            .collect();
-        format!(
-            "SELECT * FROM ({}) kept WHERE {BY_NAME} \
-             UNION ALL SELECT * FROM ({}) whole WHERE {BIG} \
-             UNION ALL SELECT * FROM ({}) named WHERE NOT ({BY_NAME} OR {BIG})",
-            counted("matched"),
-            counted(&format!("{TABLE} {}", where_clause(&by_text))),
-            counted(&format!("{TABLE} {}", where_clause(&filters)))
-        )
-    } else if by_mirror {
-        // The mirror's count from the name index is its total.
-        let newer = if needs_newer {
+    }
+
+    /// `total` from the mirror's count in the name index, and `newer`
+    /// counted apart.
+    fn counted_in_index(&self) -> String {
+        let newer = if self.needs_newer {
             format!(
-                "(SELECT count(*) FROM {TABLE} {})",
-                where_clause(&filters_with(&filters, Some(newer_than_page)))
+                "(SELECT count(*) FROM {})",
+                rows(&filters_with(&self.filters(), Some(NEWER_THAN_PAGE)))
             )
         } else {
             "0::int8".to_string()
         };
         format!("SELECT (SELECT n FROM mirror) AS total, {newer} AS newer")
-    } else {
-        counted(&format!("{TABLE} {}", where_clause(&filters)))
-    };
-    ctes.push(format!("stats AS ({stats})"));
+    }
 
-    let sql = format!(
-        "WITH RECURSIVE {} \
-         SELECT s.total, s.newer, p.id, p.flow_name, p.error_message, p.error_type, \
-                floor(extract(epoch FROM p.error_timestamp) * 1000)::int8 AS error_ms \
-         FROM stats s LEFT JOIN page p ON true ORDER BY p.id DESC",
-        ctes.join(", ")
-    );
-    Plan { sql, params }
+    /// Whether walking the primary key from the cursor, which reads about
+    /// (limit + offset) * span / matches rows, would cost more than reading
+    /// the mirror's rows at `row_cost` each. In floats, so that a huge page
+    /// cannot overflow.
+    fn walk_costs_more(&self, row_cost: f64) -> String {
+        let (limit, offset) = (&self.limit, &self.offset);
+        format!("({limit}::float8 + {offset}::float8) * s.n > {row_cost} * (m.n::float8 ^ 2)")
+    }
+}
+
+/// The distinct mirror names, by a skip scan of the name index.
+fn names() -> String {
+    format!(
+        "names(n) AS ({})",
+        union_all(&[
+            format!("(SELECT flow_name FROM {TABLE} ORDER BY flow_name LIMIT 1)"),
+            format!(
+                "SELECT (SELECT f.flow_name FROM {TABLE} f WHERE f.flow_name > names.n ORDER BY f.flow_name LIMIT 1) \
+                 FROM names WHERE names.n IS NOT NULL"
+            ),
+        ])
+    )
+}
+
+/// The names that contain the filter.
+fn flows(needle: &str) -> String {
+    format!(
+        "flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
+    )
+}
+
+/// The table's id span, which a walk of the primary key crosses.
+fn span() -> String {
+    format!("span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE})")
+}
+
+/// The mirror's size, counted in the name index.
+fn mirror_size(rows: &str) -> String {
+    format!("mirror AS (SELECT count(*) AS n FROM {rows})")
+}
+
+/// The mirror's rows, all of them.
+fn mirror_rows() -> String {
+    format!("{TABLE} WHERE {MIRROR_FILTER}")
+}
+
+/// The mirror's rows, only as many as make it big.
+fn mirror_rows_until_big() -> String {
+    format!(
+        "(SELECT FROM {TABLE} WHERE {MIRROR_FILTER} LIMIT (SELECT n FROM span) / {BIG_MIRROR_ONE_IN} + 1) capped"
+    )
+}
+
+/// Whether the mirror holds over one in [`BIG_MIRROR_ONE_IN`] of the ids.
+fn mirror_is_big() -> String {
+    format!("{BIG_MIRROR_ONE_IN} * m.n > s.n")
+}
+
+/// How the mirror's rows are read, decided from its size and the span:
+/// the planner cannot, as the names are only known while the statement
+/// runs.
+fn gate(columns: &[String]) -> String {
+    format!(
+        "gate AS (SELECT {} FROM mirror m, span s)",
+        columns.join(", ")
+    )
+}
+
+/// The ids of the mirror's matching rows, read once for page and count.
+fn matched(filters: &[String]) -> String {
+    format!(
+        "matched AS MATERIALIZED (SELECT id FROM {TABLE}{})",
+        where_clause(filters)
+    )
+}
+
+/// The page's rows, in cursor order.
+fn page(rows: &str) -> String {
+    format!("page AS ({rows})")
+}
+
+/// The page through the mirror's rows or by walking the primary key, as
+/// `gate` says. `id + 0` keeps the primary key out of the name branch.
+fn page_either(by_name: &str, by_id: &str) -> String {
+    page(&union_all(&[
+        only_if(by_name, "by_name", BY_NAME),
+        only_if(by_id, "by_id", &format!("NOT {BY_NAME}")),
+    ]))
+}
+
+/// `rows` when `condition` holds: one branch of a choice made in `gate`.
+fn only_if(rows: &str, alias: &str, condition: &str) -> String {
+    format!("SELECT * FROM ({rows}) {alias} WHERE {condition}")
+}
+
+/// `total` and `newer`, on one row.
+fn stats(counts: &str) -> String {
+    format!("stats AS ({counts})")
+}
+
+/// One CTE a line, for whoever reads the statement (in a snapshot, in
+/// `pg_stat_activity`); Postgres reads any whitespace alike.
+fn statement(ctes: &[String]) -> String {
+    format!("WITH RECURSIVE\n{}\n{RESULT}", ctes.join(",\n"))
+}
+
+/// The branches, each on a line of its own.
+fn union_all(branches: &[String]) -> String {
+    let branches: Vec<String> = branches.iter().map(|b| format!("\n  {b}")).collect();
+    branches.join("\n  UNION ALL")
+}
+
+/// The log columns, to read from the table.
+fn logs() -> String {
+    format!("{LOG_COLUMNS} FROM {TABLE}")
+}
+
+/// The table's rows that pass `filters`.
+fn rows(filters: &[String]) -> String {
+    format!("{TABLE}{}", where_clause(filters))
 }
 
 fn filters_with(filters: &[String], extra: Option<&str>) -> Vec<String> {
@@ -227,18 +427,18 @@ fn filters_with(filters: &[String], extra: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// ` WHERE` and the filters, or nothing without any.
 fn where_clause(filters: &[String]) -> String {
     if filters.is_empty() {
         String::new()
     } else {
-        format!("WHERE {}", filters.join(" AND "))
+        format!(" WHERE {}", filters.join(" AND "))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Level;
 
     fn req(flow: &str, level: Level, page: i64, num_per_page: i64, cursor: Cursor) -> LogsRequest {
         LogsRequest {
@@ -247,6 +447,94 @@ mod tests {
             page,
             num_per_page,
             cursor,
+        }
+    }
+
+    /// The statement as sent, after comment lines naming the request and
+    /// the parameters: a snapshot that reads as SQL.
+    fn shown(req: &LogsRequest) -> String {
+        let p = plan(req);
+        let params: Vec<String> = p
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("${} = {p:?}", i + 1))
+            .collect();
+        format!(
+            "-- {:?}: {req:?}\n-- {}\n{}",
+            Strategy::of(req),
+            params.join(", "),
+            p.sql
+        )
+    }
+
+    // Each strategy's whole statement, on a cursor page, where `newer` is
+    // counted too.
+
+    #[test]
+    fn whole_table() {
+        let r = req("", Level::Info, 0, 50, Cursor::Before(9));
+        assert_eq!(Strategy::of(&r), Strategy::WholeTable);
+        insta::assert_snapshot!(shown(&r));
+    }
+
+    #[test]
+    fn mirror() {
+        let r = req("m", Level::All, 0, 50, Cursor::After(9));
+        assert_eq!(Strategy::of(&r), Strategy::Mirror);
+        insta::assert_snapshot!(shown(&r));
+    }
+
+    #[test]
+    fn mirror_and_level() {
+        let r = req("m", Level::Error, 0, 50, Cursor::Before(9));
+        assert_eq!(Strategy::of(&r), Strategy::MirrorAndLevel);
+        insta::assert_snapshot!(shown(&r));
+    }
+
+    /// Every shape of request the decoder lets through, near enough.
+    fn requests() -> impl Iterator<Item = LogsRequest> {
+        let levels = [Level::All, Level::Info, Level::Warn, Level::Error];
+        let cursors = [
+            Cursor::Newest,
+            Cursor::Before(9),
+            Cursor::After(9),
+            Cursor::After(0),
+        ];
+        levels.into_iter().flat_map(move |level| {
+            ["", "m"].into_iter().flat_map(move |flow| {
+                cursors.into_iter().flat_map(move |cursor| {
+                    [(0, 0), (0, 50), (3, 0), (3, 50)]
+                        .into_iter()
+                        .map(move |(page, n)| req(flow, level, page, n, cursor))
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn the_strategy_follows_the_mirror_filter_and_the_level() {
+        for r in requests() {
+            let expected = match (r.flow_job_name.as_str(), r.level) {
+                ("", _) => Strategy::WholeTable,
+                (_, Level::All) => Strategy::Mirror,
+                _ => Strategy::MirrorAndLevel,
+            };
+            assert_eq!(Strategy::of(&r), expected, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn every_parameter_has_its_placeholder_and_no_placeholder_is_left_over() {
+        for r in requests() {
+            let p = plan(&r);
+            for n in 1..=p.params.len() {
+                assert!(p.sql.contains(&format!("${n}")), "{r:?}: ${n} unused");
+            }
+            assert!(
+                !p.sql.contains(&format!("${}", p.params.len() + 1)),
+                "{r:?}"
+            );
         }
     }
 
@@ -265,65 +553,15 @@ mod tests {
                 Param::Int(10)
             ]
         );
-        assert!(p.sql.contains("strpos(n, $1)") && p.sql.contains("error_type = $2"));
-        assert!(p.sql.contains("id > $3") && p.sql.contains("ORDER BY id ASC LIMIT $4 OFFSET $5"));
-    }
-
-    #[test]
-    fn a_mirror_page_goes_through_whichever_index_reads_less() {
-        let p = plan(&req("m", Level::All, 0, 50, Cursor::Newest));
-        assert!(p.sql.contains(
-            "gate AS (SELECT ($2::float8 + $3::float8) * s.n > 3 * (m.n::float8 ^ 2) AS by_name FROM mirror m, span s)"
-        ));
-        assert!(p.sql.contains(
-            "ORDER BY id + 0 DESC LIMIT $2 OFFSET $3) by_name WHERE (SELECT by_name FROM gate)"
-        ));
-        assert!(p.sql.contains(
-            "ORDER BY id DESC LIMIT $2 OFFSET $3) by_id WHERE NOT (SELECT by_name FROM gate)"
-        ));
-        // The mirror's count is its total when no level narrows it.
-        assert!(p
-            .sql
-            .contains("SELECT (SELECT n FROM mirror) AS total, 0::int8 AS newer"));
-        assert!(!p.sql.contains("matched"));
-    }
-
-    #[test]
-    fn with_a_level_a_small_mirror_is_read_once_and_a_big_one_in_one_sequential_pass() {
-        let p = plan(&req("m", Level::Error, 0, 50, Cursor::Before(9)));
-        assert!(p.sql.contains(
-            "mirror AS (SELECT count(*) AS n FROM (SELECT FROM peerdb_stats.flow_errors \
-             WHERE flow_name = ANY((SELECT names FROM flows)::text[]) LIMIT (SELECT n FROM span) / 10 + 1) capped)"
-        ));
-        assert!(p.sql.contains(
-            "gate AS (SELECT ($4::float8 + $5::float8) * s.n > 0.005 * (m.n::float8 ^ 2) AND NOT 10 * m.n > s.n AS by_name, \
-             10 * m.n > s.n AS big FROM mirror m, span s)"
-        ));
-        assert!(p.sql.contains(
-            "matched AS MATERIALIZED (SELECT id FROM peerdb_stats.flow_errors \
-             WHERE flow_name = ANY((SELECT names FROM flows)::text[]) AND error_type = $2)"
-        ));
-        assert!(p.sql.contains(
-            "WHERE id IN (SELECT id FROM matched WHERE id < $3 ORDER BY id DESC LIMIT $4 OFFSET $5)) by_name"
-        ));
-        assert!(p.sql.contains(
-            "SELECT * FROM (SELECT count(*) AS total, count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer \
-             FROM matched) kept WHERE (SELECT by_name FROM gate) \
-             UNION ALL SELECT * FROM (SELECT count(*) AS total, count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer \
-             FROM peerdb_stats.flow_errors WHERE strpos(flow_name, $1) > 0 AND error_type = $2) whole \
-             WHERE (SELECT big FROM gate) \
-             UNION ALL SELECT * FROM (SELECT count(*) AS total, count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer \
-             FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) AND error_type = $2) named \
-             WHERE NOT ((SELECT by_name FROM gate) OR (SELECT big FROM gate))"
-        ));
+        // The text does not depend on the values at all.
+        let plain = plan(&req("m", Level::Error, 5, 20, Cursor::After(1)));
+        assert_eq!(p.sql, plain.sql);
     }
 
     #[test]
     fn no_filters_no_cursor() {
         let p = plan(&req("", Level::All, 0, 50, Cursor::Newest));
         assert_eq!(p.params, vec![Param::Int(50), Param::Int(0)]);
-        assert!(p.sql.contains("ORDER BY id DESC LIMIT $1 OFFSET $2"));
-        assert!(!p.sql.contains("names"));
     }
 
     #[test]
@@ -350,27 +588,18 @@ mod tests {
                 Param::Int(0)
             ]
         );
-        assert!(p.sql.contains("AS total, 0::int8 AS newer"));
+        assert!(!counts_newer(&p));
+    }
+
+    fn counts_newer(p: &Plan) -> bool {
+        !p.sql.contains("0::int8 AS newer")
     }
 
     #[test]
-    fn newer_is_counted_only_for_a_cursor_page_and_where_it_is_cheapest() {
-        let newest = plan(&req("", Level::All, 0, 50, Cursor::Newest));
-        assert!(newest.sql.contains("0::int8 AS newer"));
-        let deprecated_page = plan(&req("", Level::All, 3, 50, Cursor::Before(9)));
-        assert!(deprecated_page.sql.contains("0::int8 AS newer"));
-        let cursor = plan(&req("", Level::Info, 0, 50, Cursor::Before(9)));
-        assert!(cursor
-            .sql
-            .contains("count(*) FILTER (WHERE id > (SELECT max(id) FROM page)) AS newer"));
-        let mirror = plan(&req("m", Level::All, 0, 50, Cursor::After(9)));
-        assert!(mirror.sql.contains(
-            "(SELECT count(*) FROM peerdb_stats.flow_errors WHERE flow_name = ANY((SELECT names FROM flows)::text[]) \
-             AND id > (SELECT max(id) FROM page)) AS newer"
-        ));
-        let mirror_and_level = plan(&req("m", Level::Warn, 0, 50, Cursor::Newest));
-        assert!(mirror_and_level
-            .sql
-            .contains("SELECT count(*) AS total, 0::int8 AS newer FROM matched"));
+    fn newer_is_counted_only_for_a_cursor_page() {
+        for r in requests() {
+            let cursor_page = r.num_per_page > 0 && r.page == 0 && r.cursor != Cursor::Newest;
+            assert_eq!(counts_newer(&plan(&r)), cursor_page, "{r:?}");
+        }
     }
 }
