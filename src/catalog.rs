@@ -152,17 +152,35 @@ impl Catalog {
         })
     }
 
+    /// A page of logs: `plan` run by [`Catalog::run`].
+    pub async fn read(
+        &self,
+        plan: &Plan,
+        deadline: Option<Instant>,
+    ) -> Result<LogsPage, CatalogError> {
+        page_from_rows(&self.run(plan, deadline).await?)
+    }
+
+    /// The mirror names `plan` lists, in its order.
+    pub async fn names(
+        &self,
+        plan: &Plan,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, CatalogError> {
+        self.run(plan, deadline)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0).map_err(CatalogError::Query))
+            .collect()
+    }
+
     /// Runs `plan`, finishing before `deadline` (the Lambda invocation's,
     /// when there is one). A connection found dead (the execution
     /// environment was frozen, Postgres restarted, the backend was
     /// terminated) is replaced and the read retried once. Credentials the
     /// catalog refuses are re-read from their secret, if they have one,
     /// and the read retried with the new ones.
-    pub async fn read(
-        &self,
-        plan: &Plan,
-        deadline: Option<Instant>,
-    ) -> Result<LogsPage, CatalogError> {
+    async fn run(&self, plan: &Plan, deadline: Option<Instant>) -> Result<Vec<Row>, CatalogError> {
         let result = match self.attempt(plan, deadline).await {
             Err(CatalogError::Stale(e)) => {
                 warn!(error = %crate::error::describe(&e), "catalog connection was dead; retrying on a fresh one");
@@ -182,7 +200,7 @@ impl Catalog {
         &self,
         plan: &Plan,
         deadline: Option<Instant>,
-    ) -> Result<LogsPage, CatalogError> {
+    ) -> Result<Vec<Row>, CatalogError> {
         let now = Instant::now();
         let deadline =
             deadline.unwrap_or(now + self.connect_budget + self.statement_timeout + REPLY_GRACE);
@@ -224,7 +242,7 @@ impl Catalog {
             )
         };
         match tokio::time::timeout(limit + REPLY_GRACE, pipeline).await {
-            Ok((Ok(()), Ok(rows), Ok(()))) => page_from_rows(&rows),
+            Ok((Ok(()), Ok(rows), Ok(()))) => Ok(rows),
             Ok((Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e))) => Err(from_query(e)),
             Err(_) => {
                 // The server did not stop it in time: cancel it there, and

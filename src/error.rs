@@ -21,7 +21,7 @@ pub enum ApiError {
     /// Credentials missing, malformed or wrong.
     #[error("authentication required: HTTP Basic with the PeerDB password")]
     Unauthenticated,
-    #[error("no such endpoint; POST /api/v1/mirrors/logs")]
+    #[error("no such endpoint; POST /api/v1/mirrors/logs or GET /api/v1/mirrors/names")]
     NotFound,
     /// With the methods the endpoint allows.
     #[error("method not allowed; use {0}")]

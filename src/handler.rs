@@ -1,5 +1,6 @@
-//! The logs endpoint, reached once routed and authenticated: read the
-//! body, decode it, run its statement, encode the page.
+//! The endpoints, reached once routed and authenticated. Logs: read the
+//! body, decode it, run its statement, encode the page. Names: run the
+//! names statement.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,17 +31,43 @@ pub struct Outcome {
 }
 
 pub async fn logs(State(app): State<Arc<App>>, req: Request) -> Response {
-    let deadline = req
-        .lambda_context_ref()
-        .map(|c| c.deadline())
-        .and_then(instant_before);
+    let deadline = deadline_of(&req);
     let mut outcome = Outcome::default();
-    let mut response = match serve(&app, req.into_body(), deadline, &mut outcome).await {
+    let result = serve(&app, req.into_body(), deadline, &mut outcome).await;
+    respond(result, outcome)
+}
+
+/// `{"names": [...]}`. A body or query string is ignored.
+pub async fn names(State(app): State<Arc<App>>, req: Request) -> Response {
+    let deadline = deadline_of(&req);
+    let started = Instant::now();
+    let names = app.catalog.names(&query::mirror_names(), deadline).await;
+    let mut outcome = Outcome {
+        db_time: Some(started.elapsed()),
+        ..Outcome::default()
+    };
+    let result = names.map_err(ApiError::from).map(|names| {
+        outcome.rows = names.len();
+        outcome.total = names.len() as i64;
+        serde_json::json!({ "names": names }).to_string()
+    });
+    respond(result, outcome)
+}
+
+fn respond(result: Result<String, ApiError>, outcome: Outcome) -> Response {
+    let mut response = match result {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => e.into_response(),
     };
     response.extensions_mut().insert(outcome);
     response
+}
+
+/// A little before the Lambda invocation's deadline, when there is one.
+fn deadline_of(req: &Request) -> Option<Instant> {
+    req.lambda_context_ref()
+        .map(|c| c.deadline())
+        .and_then(instant_before)
 }
 
 async fn serve(

@@ -108,6 +108,21 @@ impl Strategy {
     }
 }
 
+/// The names endpoint's statement: every distinct `flow_name` but the
+/// initial-load flows, in the order the database gives text, found by the
+/// same skip scan of the name index (one probe per name). `clone_` is a
+/// literal prefix: the reference's `NOT LIKE 'clone_%'` reads `_` as a
+/// wildcard and also hides a mirror named `cloneXsync`.
+pub fn mirror_names() -> Plan {
+    Plan {
+        sql: format!(
+            "WITH RECURSIVE\n{}\nSELECT n FROM names WHERE n IS NOT NULL AND NOT starts_with(n, 'clone_') ORDER BY n",
+            names()
+        ),
+        params: Vec::new(),
+    }
+}
+
 /// The statement for `req`: its strategy's CTEs, then the result rows.
 pub fn plan(req: &LogsRequest) -> Plan {
     let strategy = Strategy::of(req);
@@ -439,6 +454,11 @@ fn where_clause(filters: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirror_names_skip_scan_the_name_index() {
+        insta::assert_snapshot!(mirror_names().sql);
+    }
 
     fn req(flow: &str, level: Level, page: i64, num_per_page: i64, cursor: Cursor) -> LogsRequest {
         LogsRequest {

@@ -13,7 +13,7 @@ use axum::extract::Request;
 use axum::http::Uri;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
@@ -26,23 +26,34 @@ use crate::startup::App;
 
 /// The UI's path and the flow API's own path: the same endpoint.
 pub const LOGS_PATHS: [&str; 2] = ["/api/v1/mirrors/logs", "/v1/mirrors/logs"];
+/// PeerDB's `ListMirrorNames`, which the UI's Logs page calls first.
+pub const NAMES_PATHS: [&str; 2] = ["/api/v1/mirrors/names", "/v1/mirrors/names"];
 
 /// The whole application: 404 for any other path, 405 for any other method
 /// on ours, authentication before the body is read, one log line per
 /// request. Without an `app` (its configuration is unusable), every request
 /// for the endpoint gets a 500.
 pub fn router(app: Option<Arc<App>>) -> Router {
-    let logs = match app {
-        Some(app) => post(handler::logs)
-            .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
-            .with_state(app),
-        None => post(|| async { ApiError::NotConfigured }),
-    }
-    .fallback(|| async { ApiError::MethodNotAllowed("POST") });
+    let (logs, names) = match app {
+        Some(app) => {
+            let auth = middleware::from_fn_with_state(app.clone(), authenticate);
+            (
+                post(handler::logs)
+                    .route_layer(auth.clone())
+                    .with_state(app.clone()),
+                get(handler::names).route_layer(auth).with_state(app),
+            )
+        }
+        None => (post(not_configured), get(not_configured)),
+    };
+    let logs = logs.fallback(|| async { ApiError::MethodNotAllowed("POST") });
+    let names = names.fallback(|| async { ApiError::MethodNotAllowed("GET") });
     let routes = LOGS_PATHS
         .iter()
-        .fold(Router::new(), |routes, path| {
-            routes.route(path, logs.clone())
+        .map(|path| (path, &logs))
+        .chain(NAMES_PATHS.iter().map(|path| (path, &names)))
+        .fold(Router::new(), |routes, (path, endpoint)| {
+            routes.route(path, endpoint.clone())
         })
         .fallback(|| async { ApiError::NotFound });
     // Rewriting the path must come before routing, so it wraps the routes.
@@ -50,6 +61,10 @@ pub fn router(app: Option<Arc<App>>) -> Router {
         .fallback_service(routes)
         .layer(middleware::map_request(unstage))
         .layer(middleware::from_fn(log_request))
+}
+
+async fn not_configured() -> ApiError {
+    ApiError::NotConfigured
 }
 
 async fn authenticate(
@@ -89,6 +104,7 @@ fn endpoint(path: &str, stage: Option<&str>) -> Option<&'static str> {
         .and_then(|s| path.strip_prefix('/')?.strip_prefix(s));
     LOGS_PATHS
         .into_iter()
+        .chain(NAMES_PATHS)
         .find(|p| path == *p || unstaged == Some(*p))
 }
 
@@ -158,6 +174,10 @@ mod tests {
             endpoint("/prod/v1/mirrors/logs", Some("prod")),
             Some("/v1/mirrors/logs")
         );
+        assert_eq!(
+            endpoint("/prod/api/v1/mirrors/names", Some("prod")),
+            Some("/api/v1/mirrors/names")
+        );
     }
 
     #[test]
@@ -167,6 +187,7 @@ mod tests {
             ("/prod/api/v1/mirrors/logs", Some("dev")),
             ("/api/v1/mirrors", Some("prod")),
             ("/api/v1/mirrors/logsx", None),
+            ("/api/v1/mirrors/name", None),
             ("/prodapi/v1/mirrors/logs", Some("prod")),
             ("/", None),
         ] {

@@ -13,6 +13,7 @@ mod fuzz_inputs;
 mod lambda_watch;
 mod limits;
 mod local_mode;
+mod names;
 mod paging;
 mod pgbouncer;
 mod properties;

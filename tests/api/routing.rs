@@ -32,7 +32,8 @@ async fn other_paths_are_404() {
             "/api/v1/mirrors",
             "/api/v1/mirrors/logs/extra",
             "/api/v1/mirrors/logz",
-            "/v1/mirrors/names",
+            "/v1/mirrors/namez",
+            "/api/v1/mirrors/names/extra",
         ] {
             let reply = invoke(&app, &Call::logs(json!({})).path(path).event(source)).await;
             reply.error(404, 5);
