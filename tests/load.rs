@@ -251,7 +251,43 @@ impl Options {
     }
 }
 
+/// Without a harness there are no unit tests: main checks, in
+/// microseconds, that the filter rule and the parsing of options do what
+/// this file's doc comment says.
+fn check_what_the_doc_comment_says() {
+    for (filter, runs) in [
+        ("load", true),
+        ("load::", true),
+        ("::mixed", true),
+        ("concurrent_clients", true),
+        (NAME, true),
+        ("", true),
+        ("a", false),
+        ("lo", false),
+        ("client", false),
+        ("paging", false),
+    ] {
+        assert_eq!(
+            matches_whole_words(NAME, filter, false),
+            runs,
+            "the filter {filter:?}"
+        );
+    }
+    assert!(matches_whole_words(NAME, NAME, true));
+    assert!(!matches_whole_words(NAME, "load", true));
+    let parse = |args: &[&str]| options(args.iter().map(|a| a.to_string()));
+    let given = parse(&["--test-threads", "2", "--skip=a", "load", "--seconds", "60"]).unwrap();
+    assert_eq!(
+        (given.filters, given.skip),
+        (vec!["load".into()], vec!["a".into()])
+    );
+    assert_eq!(given.load.seconds, 60);
+    assert!(parse(&["--format=terse", "-Zunstable-options", "--color", "never"]).is_ok());
+    assert!(parse(&["--bogus"]).is_err() && parse(&["--rows", "many"]).is_err());
+}
+
 fn main() {
+    check_what_the_doc_comment_says();
     let options = match options(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(e) if e.is_empty() => {
