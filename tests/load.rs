@@ -15,8 +15,11 @@
 //! A test target of its own (no libtest harness) so that it runs alone,
 //! after the integration suite rather than beside it, and can take the
 //! real binary's path from Cargo. Being the last test binary `cargo test`
-//! runs (the lib has no doc tests), it ends the run by naming the tests
-//! that were ignored, what each needs and how to run them (tests/api/ignored.rs).
+//! runs (the lib has no doc tests), it ends the run by naming the tests of
+//! tests/api that were ignored (those the run's filters would have picked;
+//! none after `--ignored` or `--include-ignored`, which ran them), what
+//! each needs and how to run them, from tests/api/ignored.rs. Its output
+//! is libtest's, "test result:" line included, which `.ci/run` counts.
 //!
 //! It is one test, named `load::mixed_scenarios_under_concurrent_clients`,
 //! and takes libtest's options as `cargo test -- …` passes them to every
