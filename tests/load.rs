@@ -14,10 +14,37 @@
 //!
 //! A test target of its own (no libtest harness) so that it runs alone,
 //! after the integration suite rather than beside it, and can take the
-//! real binary's path from Cargo.
+//! real binary's path from Cargo. Being the last test binary `cargo test`
+//! runs (the lib has no doc tests), it ends the run by naming the tests of
+//! tests/api that were ignored (those the run's filters would have picked;
+//! none after `--ignored` or `--include-ignored`, which ran them), what
+//! each needs and how to run them, from tests/api/ignored.rs. Its output
+//! is libtest's, "test result:" line included, which `.ci/run` counts.
+//!
+//! It is one test, named `load::mixed_scenarios_under_concurrent_clients`,
+//! and takes libtest's options as `cargo test -- …` passes them to every
+//! test binary:
+//!
+//! - A filter (`cargo test NAME`) selects it as libtest's would (the filter
+//!   is part of the name; with `--exact`, the whole name), except that the
+//!   part must be whole words: it must start and end at the name's ends, at
+//!   `::` or at `_`. So `cargo test load`, `cargo test load::` or
+//!   `cargo test concurrent_clients` run it, but `cargo test a`, `cargo test
+//!   lo` or `cargo test client` do not start a load run. `--skip NAME` skips
+//!   it by libtest's own rule, any part of the name.
+//! - It is not an ignored test: `--include-ignored` runs it, `--ignored`
+//!   (only the ignored tests) does not. It stays in a plain `cargo test`,
+//!   the only run most people make, because it is the suite's only check
+//!   of concurrency and of a leak.
+//! - `--list` lists it and runs nothing; `--bench` (`cargo bench`) reports
+//!   it ignored, not being a benchmark; `--format terse|json` and `-q` are
+//!   followed. Other libtest options are accepted and have nothing to do
+//!   here; an unknown one is an error, as in libtest.
+//! - `--seconds`, `--rows` and `--clients` are its own.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,36 +55,370 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_postgres::{Client, NoTls};
 
+#[path = "api/ignored.rs"]
+mod ignored;
+
+/// The test's full name, for filters and `--list`.
+const NAME: &str = "load::mixed_scenarios_under_concurrent_clients";
 const MIRRORS: i32 = 100;
 const PAGE: i64 = 50;
 /// Requests per client at most, whatever the duration: the loop is bounded.
 const MAX_REQUESTS_PER_CLIENT: usize = 1_000_000;
 
+/// With `--format json`, stdout is libtest's JSON events and the report
+/// goes to stderr.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// A line of the report, for people.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if JSON.load(Ordering::Relaxed) {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
+#[derive(Clone, Copy)]
 struct Args {
     seconds: u64,
     rows: i64,
     clients: usize,
 }
 
-fn args() -> Option<Args> {
-    let mut args = Args {
-        seconds: 5,
-        rows: 100_000,
-        clients: 32,
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Pretty,
+    Terse,
+    Json,
+}
+
+/// The command line: the load's own options and libtest's.
+struct Options {
+    load: Args,
+    filters: Vec<String>,
+    skip: Vec<String>,
+    exact: bool,
+    list: bool,
+    /// `--ignored`: only the ignored tests.
+    ignored_only: bool,
+    include_ignored: bool,
+    bench: bool,
+    format: Format,
+}
+
+const HELP: &str = "\
+Usage: load [OPTIONS] [FILTERS...]
+
+The load test, one test named load::mixed_scenarios_under_concurrent_clients
+(tests/load.rs says how filters select it). Its own options:
+    --seconds N     how long to measure (5)
+    --rows N        rows to seed (100000)
+    --clients N     concurrent clients (32)
+libtest's, as cargo test -- ... passes them:
+    --exact --skip FILTER --list --ignored --include-ignored --bench
+    --format pretty|terse|json -q --quiet
+and, with nothing to do here, --test --nocapture --no-capture --show-output
+--test-threads N --color WHEN --logfile PATH --report-time --ensure-time
+--shuffle --shuffle-seed N --exclude-should-panic --force-run-in-process -Z FLAG";
+
+fn options(given: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        load: Args {
+            seconds: 5,
+            rows: 100_000,
+            clients: 32,
+        },
+        filters: Vec::new(),
+        skip: Vec::new(),
+        exact: false,
+        list: false,
+        ignored_only: false,
+        include_ignored: false,
+        bench: false,
+        format: Format::Pretty,
     };
-    let mut given = std::env::args().skip(1);
+    let mut given = given.into_iter();
     while let Some(arg) = given.next() {
-        let mut value = || given.next().and_then(|v| v.parse().ok()).expect("a number");
-        match arg.as_str() {
-            "--seconds" => args.seconds = value(),
-            "--rows" => args.rows = value() as i64,
-            "--clients" => args.clients = value() as usize,
-            // `cargo test NAME`: run only when NAME could mean this test.
-            filter if !filter.starts_with('-') && !"load".contains(filter) => return None,
-            _ => {}
+        if !arg.starts_with('-') {
+            options.filters.push(arg);
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.into())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| given.next())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--seconds" => options.load.seconds = number(value()?)?,
+            "--rows" => options.load.rows = number(value()?)? as i64,
+            "--clients" => options.load.clients = number(value()?)? as usize,
+            "--skip" => options.skip.push(value()?),
+            "--exact" => options.exact = true,
+            "--list" => options.list = true,
+            "--ignored" => options.ignored_only = true,
+            "--include-ignored" => options.include_ignored = true,
+            "--bench" => options.bench = true,
+            "-q" | "--quiet" => options.format = Format::Terse,
+            "--format" => {
+                options.format = match value()?.as_str() {
+                    "pretty" => Format::Pretty,
+                    "terse" => Format::Terse,
+                    "json" => Format::Json,
+                    other => return Err(format!("--format {other}: not pretty, terse or json")),
+                }
+            }
+            "--test"
+            | "--nocapture"
+            | "--no-capture"
+            | "--show-output"
+            | "--report-time"
+            | "--ensure-time"
+            | "--shuffle"
+            | "--exclude-should-panic"
+            | "--force-run-in-process" => {}
+            "--test-threads" | "--color" | "--logfile" | "--shuffle-seed" | "-Z" => {
+                value()?;
+            }
+            "-h" | "--help" => return Err(String::new()),
+            // -Zunstable-options
+            z if z.starts_with("-Z") => {}
+            other => return Err(format!("Unrecognized option: '{other}'")),
         }
     }
-    Some(args)
+    Ok(options)
+}
+
+/// libtest's rule: `pattern` is part of `name`, or with `--exact` all of it.
+fn libtest_matches(name: &str, pattern: &str, exact: bool) -> bool {
+    if exact {
+        name == pattern
+    } else {
+        name.contains(pattern)
+    }
+}
+
+/// libtest's rule, but the part of `name` must be whole words: it starts
+/// and ends at an end of `name`, at `::` or at `_`.
+fn matches_whole_words(name: &str, filter: &str, exact: bool) -> bool {
+    if exact || filter.is_empty() {
+        return libtest_matches(name, filter, exact);
+    }
+    let separator = |c: Option<char>| c.is_none_or(|c| c == ':' || c == '_');
+    let first = filter.chars().next();
+    let last = filter.chars().next_back();
+    name.match_indices(filter).any(|(at, _)| {
+        let before = name[..at].chars().next_back();
+        let after = name[at + filter.len()..].chars().next();
+        (separator(before) || separator(first)) && (separator(after) || separator(last))
+    })
+}
+
+impl Options {
+    /// Whether the filters and `--skip` leave the load test in.
+    fn selects_load(&self) -> bool {
+        (self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| matches_whole_words(NAME, f, self.exact)))
+            && !self
+                .skip
+                .iter()
+                .any(|s| libtest_matches(NAME, s, self.exact))
+    }
+
+    /// Whether libtest, given the same filters, would have picked a test
+    /// of tests/api named `name`.
+    fn selects_api_test(&self, name: &str) -> bool {
+        (self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| libtest_matches(name, f, self.exact)))
+            && !self
+                .skip
+                .iter()
+                .any(|s| libtest_matches(name, s, self.exact))
+    }
+}
+
+/// Without a harness there are no unit tests: main checks, in
+/// microseconds, that the filter rule and the parsing of options do what
+/// this file's doc comment says.
+fn check_what_the_doc_comment_says() {
+    for (filter, runs) in [
+        ("load", true),
+        ("load::", true),
+        ("::mixed", true),
+        ("concurrent_clients", true),
+        (NAME, true),
+        ("", true),
+        ("a", false),
+        ("lo", false),
+        ("client", false),
+        ("paging", false),
+    ] {
+        assert_eq!(
+            matches_whole_words(NAME, filter, false),
+            runs,
+            "the filter {filter:?}"
+        );
+    }
+    assert!(matches_whole_words(NAME, NAME, true));
+    assert!(!matches_whole_words(NAME, "load", true));
+    let parse = |args: &[&str]| options(args.iter().map(|a| a.to_string()));
+    let given = parse(&["--test-threads", "2", "--skip=a", "load", "--seconds", "60"]).unwrap();
+    assert_eq!(
+        (given.filters, given.skip),
+        (vec!["load".into()], vec!["a".into()])
+    );
+    assert_eq!(given.load.seconds, 60);
+    assert!(parse(&["--format=terse", "-Zunstable-options", "--color", "never"]).is_ok());
+    assert!(parse(&["--bogus"]).is_err() && parse(&["--rows", "many"]).is_err());
+}
+
+fn main() {
+    check_what_the_doc_comment_says();
+    let options = match options(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(e) if e.is_empty() => {
+            println!("{HELP}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{HELP}");
+            std::process::exit(101);
+        }
+    };
+    JSON.store(options.format == Format::Json, Ordering::Relaxed);
+    let selected = options.selects_load() && !options.ignored_only;
+
+    if options.list {
+        if selected {
+            println!("{NAME}: test");
+        }
+        if options.format == Format::Pretty {
+            let n = usize::from(selected);
+            let s = if n == 1 { "" } else { "s" };
+            if n > 0 {
+                println!();
+            }
+            println!("{n} test{s}, 0 benchmarks");
+        }
+        return;
+    }
+
+    let started = Instant::now();
+    start(&options, usize::from(selected));
+    let outcome = if !selected {
+        None
+    } else if options.bench {
+        Some(Outcome::Ignored)
+    } else {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run(options.load))
+        }));
+        Some(if run.is_ok() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        })
+    };
+    let failed = finish(&options, outcome, started.elapsed());
+
+    // The closing words of `cargo test`: what it did not run, and how to.
+    let ran_ignored = options.ignored_only || options.include_ignored;
+    if !ran_ignored && !options.bench {
+        if let Some(summary) = ignored::summary(|name| options.selects_api_test(name)) {
+            say!("{summary}");
+        }
+    }
+    if failed {
+        std::process::exit(101);
+    }
+}
+
+enum Outcome {
+    Passed,
+    Failed,
+    Ignored,
+}
+
+/// libtest's opening lines.
+fn start(options: &Options, tests: usize) {
+    match options.format {
+        Format::Json => {
+            println!(r#"{{ "type": "suite", "event": "started", "test_count": {tests} }}"#);
+            if tests > 0 {
+                println!(r#"{{ "type": "test", "event": "started", "name": "{NAME}" }}"#);
+            }
+        }
+        _ => println!(
+            "\nrunning {tests} test{}",
+            if tests == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// libtest's closing lines, which `.ci/run` counts; whether the test failed.
+fn finish(options: &Options, outcome: Option<Outcome>, took: Duration) -> bool {
+    let (passed, failed, ignored, filtered) = match outcome {
+        Some(Outcome::Passed) => (1, 0, 0, 0),
+        Some(Outcome::Failed) => (0, 1, 0, 0),
+        Some(Outcome::Ignored) => (0, 0, 1, 0),
+        None => (0, 0, 0, 1),
+    };
+    let (word, mark, event) = match outcome {
+        Some(Outcome::Passed) => ("ok", ".", "ok"),
+        Some(Outcome::Failed) => ("FAILED", "F", "failed"),
+        Some(Outcome::Ignored) => ("ignored", "i", "ignored"),
+        None => ("", "", ""),
+    };
+    let result = if failed > 0 { "FAILED" } else { "ok" };
+    let seconds = took.as_secs_f64();
+    match options.format {
+        Format::Json => {
+            if outcome.is_some() {
+                println!(r#"{{ "type": "test", "name": "{NAME}", "event": "{event}" }}"#);
+            }
+            let event = if failed > 0 { "failed" } else { "ok" };
+            println!(
+                r#"{{ "type": "suite", "event": "{event}", "passed": {passed}, "failed": {failed}, "ignored": {ignored}, "measured": 0, "filtered_out": {filtered}, "exec_time": {seconds} }}"#
+            );
+        }
+        format => {
+            if outcome.is_some() {
+                if format == Format::Terse {
+                    println!("{mark}");
+                } else {
+                    println!("test {NAME} ... {word}");
+                }
+            }
+            if failed > 0 {
+                println!("\nfailures:\n    {NAME}");
+            }
+            println!(
+                "\ntest result: {result}. {passed} passed; {failed} failed; {ignored} ignored; \
+                 0 measured; {filtered} filtered out; finished in {seconds:.2}s\n"
+            );
+        }
+    }
+    failed > 0
 }
 
 /// A request and the answer plain SQL says it must get.
@@ -72,19 +433,6 @@ struct Scenario {
     level: Option<&'static str>,
 }
 
-fn main() {
-    let Some(args) = args() else {
-        println!("load: 0 passed, 0 failed (filtered out)");
-        return;
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run(args));
-    println!("load: 1 passed, 0 failed");
-}
-
 async fn run(args: Args) {
     let started = Instant::now();
     let pg = ThrowawayPg::start(&["shared_buffers=256MB"]).expect("start a throwaway Postgres");
@@ -92,7 +440,7 @@ async fn run(args: Args) {
     provision(&admin, "reader", "reader").await.unwrap();
     seed(&admin, args.rows, MIRRORS).await.unwrap();
     let scenarios = scenarios(&admin).await;
-    println!(
+    say!(
         "seeded {} rows over {MIRRORS} mirrors in {:.1} s",
         args.rows,
         started.elapsed().as_secs_f64()
@@ -157,7 +505,7 @@ async fn run(args: Args) {
     server.wait().unwrap();
     let (lines, problems) = log.join().unwrap();
 
-    println!(
+    say!(
         "{} clients for {} s after {} s of warm-up, {} build",
         args.clients,
         args.seconds,
@@ -168,9 +516,12 @@ async fn run(args: Args) {
             "release"
         }
     );
-    println!(
+    say!(
         "{:<28} {:>9} {:>8} {:>8}",
-        "scenario", "requests", "p50 ms", "p99 ms"
+        "scenario",
+        "requests",
+        "p50 ms",
+        "p99 ms"
     );
     let mut all = Vec::new();
     for (scenario, took) in scenarios.iter().zip(&mut timings) {
@@ -178,13 +529,13 @@ async fn run(args: Args) {
         all.extend_from_slice(took);
     }
     report("all", &mut all);
-    println!(
+    say!(
         "throughput {:.0} requests/s; {requests} requests, {} errors",
         all.len() as f64 / run_for.as_secs_f64(),
         errors.len()
     );
     let growth = (rss_at_end as f64 / rss_after_warmup as f64 - 1.0) * 100.0;
-    println!(
+    say!(
         "server memory (VmRSS): {:.1} MB after warm-up, {:.1} MB at the end ({growth:+.1}%)",
         rss_after_warmup as f64 / 1024.0,
         rss_at_end as f64 / 1024.0
@@ -535,7 +886,7 @@ fn report(name: &str, took: &mut [Duration]) {
     let at = |q: f64| {
         took[((took.len() as f64 * q) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0
     };
-    println!(
+    say!(
         "{name:<28} {:>9} {:>8.2} {:>8.2}",
         took.len(),
         at(0.50),

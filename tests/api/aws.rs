@@ -4,6 +4,9 @@
 //! failures. The function is the real binary in local mode, its SDK
 //! pointed at moto by `AWS_ENDPOINT_URL`; its whole output is searched for
 //! every secret.
+//!
+//! Ignored unless asked for (`cargo test -- --include-ignored`): they need
+//! `moto_server`, which a fresh machine lacks (tests/api/ignored.rs).
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -216,6 +219,7 @@ fn rds_secret(catalog: &TestCatalog, user: &str, password: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs moto_server: pip install 'moto[server]'"]
 async fn kms_ciphertexts_are_decrypted_once_at_start() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(10, &["m"]).await;
@@ -254,6 +258,7 @@ async fn kms_ciphertexts_are_decrypted_once_at_start() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto_server: pip install 'moto[server]'"]
 async fn secrets_manager_supplies_the_catalog_and_a_rotating_api_password() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(10, &["m"]).await;
@@ -312,6 +317,7 @@ async fn secrets_manager_supplies_the_catalog_and_a_rotating_api_password() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto_server: pip install 'moto[server]'"]
 async fn a_rotation_of_the_catalog_secret_and_role_password_is_invisible_to_callers() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(10, &["m"]).await;
@@ -417,6 +423,7 @@ async fn a_rotation_of_the_catalog_secret_and_role_password_is_invisible_to_call
 }
 
 #[tokio::test]
+#[ignore = "needs moto_server: pip install 'moto[server]'"]
 async fn secrets_that_cannot_be_resolved_are_a_500_and_a_clear_log_line() {
     let catalog = TestCatalog::new().await;
     let aws = Aws::new().await;

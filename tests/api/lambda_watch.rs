@@ -3,6 +3,9 @@
 //! every file in `events/` goes in through `cargo lambda invoke
 //! --data-file`. Its log is Lambda's JSON format, one line per request
 //! with the runtime's request id.
+//!
+//! Ignored unless asked for (`cargo test -- --include-ignored`): it needs
+//! cargo-lambda, which a fresh machine lacks (tests/api/ignored.rs).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -55,6 +58,7 @@ fn invoke(port: u16, event: &Path) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs cargo-lambda: pip install cargo-lambda"]
 async fn every_sample_event_through_cargo_lambda_watch() {
     let catalog = sample_catalog().await;
     let port = closed_port();

@@ -10,6 +10,7 @@ mod events;
 mod faults;
 mod filters;
 mod fuzz_inputs;
+mod ignored;
 mod lambda_watch;
 mod limits;
 mod local_mode;

@@ -2,6 +2,10 @@
 //! suite through it (`TEST_VIA_PGBOUNCER=1`). PgBouncer 1.18 (Debian's)
 //! keeps no prepared statement across transactions, so anything the
 //! function relied on beyond one transaction would fail here.
+//!
+//! Its own test is ignored unless asked for (`cargo test --
+//! --include-ignored`): it needs `pgbouncer`, which a fresh machine lacks
+//! (tests/api/ignored.rs).
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -111,6 +115,7 @@ fn binary() -> PathBuf {
 }
 
 #[tokio::test]
+#[ignore = "needs pgbouncer: apt-get install pgbouncer"]
 async fn function_instances_sharing_one_server_connection_through_pgbouncer_are_all_served() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(30, &["a", "b"]).await;
