@@ -133,7 +133,10 @@ impl<'de> Deserialize<'de> for Fields {
 /// Decodes and validates a body. `max_page_size` bounds `numPerPage`.
 pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> {
     // JSON's white space only: a form feed is not empty, but not JSON.
-    let fields = if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+    let fields = if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         Fields(Vec::new())
     } else {
         serde_json::from_slice::<Fields>(body).map_err(|e| {

@@ -1,16 +1,8 @@
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::json;
 
 use crate::helpers::*;
-
-pub fn basic(credentials: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(credentials)
-    )
-}
 
 #[tokio::test]
 async fn missing_malformed_or_wrong_credentials_are_401_with_a_challenge() {

@@ -22,7 +22,6 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::local_mode::Server;
 
 const REGION: &str = "us-east-1";
 

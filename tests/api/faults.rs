@@ -4,7 +4,6 @@ use lambda_http::{Context, RequestExt};
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::local_mode::{Server, DOCS_HEAD};
 
 #[tokio::test]
 async fn a_catalog_that_refuses_connections_is_a_503() {

@@ -3,9 +3,7 @@
 
 use serde_json::json;
 
-use crate::auth::basic;
 use crate::helpers::*;
-use crate::local_mode::Server;
 
 /// The API password of these tests: unlike the docs' one, secret.
 const API_PASSWORD: &str = "api-s3cret-5f0c";

@@ -12,7 +12,6 @@ use serde_json::json;
 use testkit::{server_owner, ThrowawayPg, SUPERUSER};
 
 use crate::helpers::*;
-use crate::local_mode::{Server, DOCS_HEAD};
 
 /// The server's certificate names this host.
 const HOST: &str = "localhost";

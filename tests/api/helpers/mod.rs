@@ -21,13 +21,25 @@ use testkit::{provision, ThrowawayPg, SUPERUSER};
 use tokio_postgres::{Client, NoTls};
 use tower::ServiceExt;
 
-use crate::pgbouncer::PgBouncer;
+mod local_server;
+mod pgbouncer;
+
+pub use local_server::{Server, DOCS_HEAD};
+pub use pgbouncer::PgBouncer;
 
 pub const READER: &str = "logs_reader";
 pub const READER_PASSWORD: &str = "reader-pw";
 pub const TEMPLATE: &str = "peerdb_template";
 /// The docs' password and header.
 pub const AUTH: &str = "Basic OnBlZXJkYg==";
+
+/// A Basic `Authorization` value carrying `credentials` (`user:password`).
+pub fn basic(credentials: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
 
 struct Cluster {
     /// The server's superuser, signed in to its `postgres` database.
