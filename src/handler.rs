@@ -7,15 +7,15 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use axum::response::{IntoResponse, Response};
 use http_body_util::LengthLimitError;
 use lambda_http::RequestExt;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::error::{json_response, ApiError};
-use crate::response::{encode_page, BODY_BUDGET};
+use crate::error::ApiError;
+use crate::response::{encode_page, Encoding};
 use crate::startup::App;
 use crate::{query, request};
 
@@ -31,9 +31,9 @@ pub struct Outcome {
 }
 
 pub async fn logs(State(app): State<Arc<App>>, req: Request) -> Response {
-    let deadline = deadline_of(&req);
+    let (deadline, encoding) = (deadline_of(&req), encoding_of(&req));
     let mut outcome = Outcome::default();
-    let result = serve(&app, req.into_body(), deadline, &mut outcome).await;
+    let result = serve(&app, req.into_body(), deadline, encoding, &mut outcome).await;
     respond(result, outcome)
 }
 
@@ -46,21 +46,45 @@ pub async fn names(State(app): State<Arc<App>>, req: Request) -> Response {
         db_time: Some(started.elapsed()),
         ..Outcome::default()
     };
+    let encoding = encoding_of(&req);
     let result = names.map_err(ApiError::from).map(|names| {
         outcome.rows = names.len();
         outcome.total = names.len() as i64;
-        serde_json::json!({ "names": names }).to_string()
+        encoding.apply(
+            serde_json::json!({ "names": names })
+                .to_string()
+                .into_bytes(),
+        )
     });
     respond(result, outcome)
 }
 
-fn respond(result: Result<String, ApiError>, outcome: Outcome) -> Response {
+/// A JSON body in its encoding, or the error's answer.
+fn respond(result: Result<(Vec<u8>, Encoding), ApiError>, outcome: Outcome) -> Response {
     let mut response = match result {
-        Ok(body) => json_response(StatusCode::OK, body),
+        Ok((body, encoding)) => {
+            let mut response = Response::new(Body::from(body));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+            if let Some(coding) = encoding.header() {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static(coding));
+            }
+            response
+        }
         Err(e) => e.into_response(),
     };
     response.extensions_mut().insert(outcome);
     response
+}
+
+/// The coding the caller accepts, if any.
+fn encoding_of(req: &Request) -> Encoding {
+    Encoding::negotiate(
+        req.headers()
+            .get(ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// A little before the Lambda invocation's deadline, when there is one.
@@ -74,15 +98,16 @@ async fn serve(
     app: &App,
     body: Body,
     deadline: Option<Instant>,
+    encoding: Encoding,
     outcome: &mut Outcome,
-) -> Result<String, ApiError> {
+) -> Result<(Vec<u8>, Encoding), ApiError> {
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let req = request::decode(&body, app.limits.max_page_size)?;
     let plan = query::plan(&req);
     let db_started = Instant::now();
     let page = app.catalog.read(&plan, deadline).await;
     outcome.db_time = Some(db_started.elapsed());
-    let encoded = encode_page(&req, &page?, BODY_BUDGET);
+    let encoded = encode_page(&req, &page?, encoding);
     if encoded.dropped > 0 || encoded.cut {
         warn!(
             dropped_rows = encoded.dropped,
@@ -92,7 +117,7 @@ async fn serve(
     }
     outcome.rows = encoded.rows;
     outcome.total = encoded.total;
-    Ok(encoded.body)
+    Ok((encoded.body, encoded.encoding))
 }
 
 /// The body, read no further than `limit` bytes (in local mode it is still

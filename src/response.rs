@@ -1,5 +1,8 @@
-//! Encoding the answer: the page of logs, or an error, as JSON bytes.
-//! Pure, so every rule here is tested without a database.
+//! Encoding the answer: the page of logs as JSON bytes, compressed when
+//! the caller accepts it, within what Lambda can return. Pure, so every
+//! rule here is tested without a database.
+
+use std::io::Write;
 
 use serde::Serialize;
 
@@ -13,11 +16,92 @@ pub const LAMBDA_RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
 const ENVELOPE_ALLOWANCE: usize = 16 * 1024;
 /// The body's size bound, counted as it travels inside the envelope.
 pub const BODY_BUDGET: usize = LAMBDA_RESPONSE_LIMIT - ENVELOPE_ALLOWANCE;
+/// Bodies smaller than this are sent as they are: compressing them saves
+/// a few hundred bytes at most.
+pub const MIN_COMPRESSED: usize = 1024;
+/// Each further try at a compressed page that did not fit keeps rows worth
+/// this share of what the last one's ratio says would fit.
+const SHRINK: f64 = 0.9;
+
+/// How a body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+impl Encoding {
+    /// The coding to send for an `Accept-Encoding` value: brotli, then gzip,
+    /// among those it accepts (a q-value of 0 refuses one; `*` accepts any).
+    pub fn negotiate(accept_encoding: Option<&str>) -> Encoding {
+        let accepts = |coding: &str| {
+            accept_encoding.is_some_and(|value| {
+                let mut verdict = None;
+                for item in value.split(',') {
+                    let mut parts = item.split(';').map(str::trim);
+                    let name = parts.next().unwrap_or("");
+                    let q = parts
+                        .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                        .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+                    if name.eq_ignore_ascii_case(coding) {
+                        return q > 0.0;
+                    }
+                    if name == "*" {
+                        verdict = Some(q > 0.0);
+                    }
+                }
+                verdict.unwrap_or(false)
+            })
+        };
+        if accepts("br") {
+            Encoding::Brotli
+        } else if accepts("gzip") {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        }
+    }
+
+    /// Its `Content-Encoding` value.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Brotli => Some("br"),
+        }
+    }
+
+    /// `json` in this coding, or as it is when it is small.
+    pub fn apply(self, json: Vec<u8>) -> (Vec<u8>, Encoding) {
+        if self == Encoding::Identity || json.len() < MIN_COMPRESSED {
+            return (json, Encoding::Identity);
+        }
+        let compressed = match self {
+            Encoding::Identity => unreachable!("returned above"),
+            Encoding::Gzip => {
+                // Level 5: close to 6's size at well under its time.
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
+                gz.write_all(&json).and_then(|()| gz.finish())
+            }
+            Encoding::Brotli => {
+                // Quality 5: brotli's fast end, still smaller than gzip.
+                let mut br = brotli::CompressorWriter::new(Vec::new(), 64 * 1024, 5, 22);
+                br.write_all(&json)
+                    .and_then(|()| br.flush())
+                    .map(|()| br.into_inner())
+            }
+        };
+        // Writing to memory cannot fail.
+        (compressed.unwrap_or(json), self)
+    }
+}
 
 /// An encoded page and what the log line should say about it.
 #[derive(Debug)]
 pub struct Encoded {
-    pub body: String,
+    pub body: Vec<u8>,
+    pub encoding: Encoding,
     pub rows: usize,
     pub total: i64,
     /// Rows left out to stay under the budget.
@@ -48,12 +132,97 @@ impl<'a> From<&'a LogRow> for WireRow<'a> {
     }
 }
 
-/// Encodes `page` (rows newest first) within `budget` bytes as counted by
-/// [`wire_len`]. Rows farthest from the cursor go first when it must; a
-/// single message too large alone is cut with a visible marker.
-pub fn encode_page(req: &LogsRequest, page: &LogsPage, budget: usize) -> Encoded {
+/// How a body's size counts toward Lambda's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// As text in the response envelope: a JSON string, so each `"` and
+    /// `\` in the body gains a `\`.
+    Envelope,
+    /// As its own bytes, compressed afterwards (and then base64).
+    Plain,
+}
+
+impl Measure {
+    fn len(self, json: &[u8]) -> usize {
+        match self {
+            Measure::Envelope => wire_len(json),
+            Measure::Plain => json.len(),
+        }
+    }
+
+    /// Bytes one character of a message takes in the body, escaped by
+    /// serde_json (and, for the envelope, escaped again).
+    fn char_cost(self, c: char) -> usize {
+        let json = match c {
+            '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+            c if c < ' ' => 6,
+            c => c.len_utf8(),
+        };
+        match (self, c) {
+            (Measure::Envelope, '"' | '\\') => 4,
+            (Measure::Envelope, c) if c < ' ' => json + 1,
+            _ => json,
+        }
+    }
+}
+
+/// Encodes `page` (rows newest first) in `encoding` within what Lambda can
+/// return, counted as Lambda counts it: escaped in the envelope, or, once
+/// compressed, as base64. Rows farthest from the cursor go first when it
+/// must; a single message too large alone is cut with a visible marker.
+pub fn encode_page(req: &LogsRequest, page: &LogsPage, encoding: Encoding) -> Encoded {
+    encode_sent_within(req, page, encoding, BODY_BUDGET)
+}
+
+/// [`encode_page`] within `limit` bytes sent.
+fn encode_sent_within(
+    req: &LogsRequest,
+    page: &LogsPage,
+    encoding: Encoding,
+    limit: usize,
+) -> Encoded {
+    if encoding == Encoding::Identity {
+        return encode_within(req, page, limit, Measure::Envelope);
+    }
+    // Compressed size is only known once compressed: the whole page first,
+    // then fewer rows, each try sized by the ratio of the last. Messages
+    // that hardly compress gain nothing once base64 is counted: then the
+    // page goes as it is, if that keeps more rows.
+    let mut budget = usize::MAX;
+    let compressed = loop {
+        let plain = encode_within(req, page, budget, Measure::Plain);
+        let plain_len = plain.body.len();
+        let (body, used) = encoding.apply(plain.body);
+        let sent = match used {
+            Encoding::Identity => wire_len(&body),
+            _ => body.len().div_ceil(3) * 4,
+        };
+        if sent <= limit {
+            break Encoded {
+                body,
+                encoding: used,
+                ..plain
+            };
+        }
+        budget = (plain_len as f64 * SHRINK * limit as f64 / sent as f64) as usize;
+    };
+    if compressed.dropped == 0 && !compressed.cut {
+        return compressed;
+    }
+    let identity = encode_within(req, page, limit, Measure::Envelope);
+    if identity.rows > compressed.rows {
+        identity
+    } else {
+        compressed
+    }
+}
+
+/// Encodes `page` within `budget` bytes as `measure` counts them.
+fn encode_within(req: &LogsRequest, page: &LogsPage, budget: usize, measure: Measure) -> Encoded {
     // Fixed part with the widest numbers it can hold.
-    let frame = wire_len(br#"{"errors":[],"total":-9223372036854775808,"page":-9223372036854775808,"truncated":true}"#);
+    let frame = measure.len(
+        br#"{"errors":[],"total":-9223372036854775808,"page":-9223372036854775808,"truncated":true}"#,
+    );
     let mut room = budget.saturating_sub(frame);
 
     // Nearest to the cursor first: that is the order in which rows are kept.
@@ -66,24 +235,23 @@ pub fn encode_page(req: &LogsRequest, page: &LogsPage, budget: usize) -> Encoded
     for row in &nearest_first {
         let mut encoded = to_json(&WireRow::from(*row));
         let separator = usize::from(!kept.is_empty());
-        let cost = wire_len(&encoded) + separator;
+        let cost = measure.len(&encoded) + separator;
         if cost > room {
             if !kept.is_empty() {
                 break;
             }
             encoded = to_json(&WireRow {
-                error_message: &cut_message(row, room),
+                error_message: &cut_message(row, room, measure),
                 ..WireRow::from(*row)
             });
             cut = true;
         }
-        room = room.saturating_sub(wire_len(&encoded) + separator);
+        room = room.saturating_sub(measure.len(&encoded) + separator);
         kept.push(encoded);
     }
     let dropped = nearest_first.len() - kept.len();
-    if matches!(req.cursor, Cursor::Newest | Cursor::Before(_)) {
+    if let Cursor::After(_) = req.cursor {
         // Back to newest first.
-    } else {
         kept.reverse();
     }
     // Dropping the newest rows of an `afterId` page makes them "newer".
@@ -107,8 +275,8 @@ pub fn encode_page(req: &LogsRequest, page: &LogsPage, budget: usize) -> Encoded
     }
     body.push(b'}');
     Encoded {
-        // serde_json writes UTF-8 and the rest is ASCII.
-        body: String::from_utf8(body).expect("JSON is UTF-8"),
+        body,
+        encoding: Encoding::Identity,
         rows: kept.len(),
         total: page.total,
         dropped,
@@ -131,18 +299,18 @@ fn page_number(req: &LogsRequest, rows: usize, newer: i64) -> i64 {
 }
 
 /// The message of `row` cut so that the whole row fits in `room`.
-fn cut_message(row: &LogRow, room: usize) -> String {
-    let empty = wire_len(&to_json(&WireRow {
+fn cut_message(row: &LogRow, room: usize, measure: Measure) -> String {
+    let empty = measure.len(&to_json(&WireRow {
         error_message: "",
         ..WireRow::from(row)
     }));
     let total = row.error_message.len();
     // The marker's digits are bounded by the message's length.
-    let marker_room = wire_len(&to_json(&cut_marker(total, total)));
+    let marker_room = measure.len(&to_json(&cut_marker(total, total)));
     let mut left = room.saturating_sub(empty + marker_room);
     let mut end = 0;
     for (i, c) in row.error_message.char_indices() {
-        let cost = wire_cost(c);
+        let cost = measure.char_cost(c);
         if cost > left {
             break;
         }
@@ -164,17 +332,6 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 /// string in its response envelope (each `"` and `\` gains a `\`).
 pub fn wire_len(json: &[u8]) -> usize {
     json.len() + json.iter().filter(|&&b| b == b'"' || b == b'\\').count()
-}
-
-/// Bytes that one character of a message takes on the wire: escaped by
-/// serde_json, then escaped again by the envelope. Agrees with `wire_len`.
-fn wire_cost(c: char) -> usize {
-    match c {
-        '"' | '\\' => 4,
-        '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 3,
-        c if c < ' ' => 7,
-        c => c.len_utf8(),
-    }
 }
 
 #[cfg(test)]
@@ -203,8 +360,17 @@ mod tests {
         }
     }
 
+    fn ids_of(v: &Value) -> Vec<i64> {
+        v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    }
+
     fn json_of(e: &Encoded) -> Value {
-        serde_json::from_str(&e.body).unwrap()
+        serde_json::from_slice(&e.body).unwrap()
     }
 
     #[test]
@@ -214,7 +380,7 @@ mod tests {
             total: 63,
             newer: 0,
         };
-        let e = encode_page(&req(0, 2, Cursor::Newest), &page, BODY_BUDGET);
+        let e = encode_page(&req(0, 2, Cursor::Newest), &page, Encoding::Identity);
         assert_eq!(
             json_of(&e),
             json!({"errors":[{"flowName":"m1","errorMessage":"boom","errorType":"error",
@@ -235,7 +401,7 @@ mod tests {
             newer: 0,
         };
         let page = |r: LogsRequest, p: &LogsPage| {
-            json_of(&encode_page(&r, p, BODY_BUDGET))["page"].clone()
+            json_of(&encode_page(&r, p, Encoding::Identity))["page"].clone()
         };
         assert_eq!(page(req(7, 10, Cursor::Newest), &rows), 7);
         assert_eq!(page(req(0, 0, Cursor::Newest), &empty), 0);
@@ -254,17 +420,175 @@ mod tests {
                 total: 1,
                 newer: 0,
             },
-            BODY_BUDGET,
+            Encoding::Identity,
         )
         .body;
-        let envelope = serde_json::to_string(&json!({ "body": body })).unwrap();
-        assert_eq!(
-            wire_len(body.as_bytes()),
-            envelope.len() - r#"{"body":""}"#.len()
-        );
-        let per_char: usize = message.chars().map(wire_cost).sum();
+        let envelope =
+            serde_json::to_string(&json!({ "body": String::from_utf8(body.clone()).unwrap() }))
+                .unwrap();
+        assert_eq!(wire_len(&body), envelope.len() - r#"{"body":""}"#.len());
+        let per_char: usize = message
+            .chars()
+            .map(|c| Measure::Envelope.char_cost(c))
+            .sum();
         let escaped = serde_json::to_vec(message).unwrap();
         assert_eq!(wire_len(&escaped), per_char + 4);
+        let plain: usize = message.chars().map(|c| Measure::Plain.char_cost(c)).sum();
+        assert_eq!(escaped.len(), plain + 2);
+    }
+
+    fn decompress(e: &Encoded) -> Value {
+        let mut json = Vec::new();
+        match e.encoding {
+            Encoding::Gzip => {
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&e.body[..]),
+                    &mut json,
+                )
+                .unwrap();
+            }
+            Encoding::Brotli => {
+                std::io::Read::read_to_end(
+                    &mut brotli::Decompressor::new(&e.body[..], 4096),
+                    &mut json,
+                )
+                .unwrap();
+            }
+            Encoding::Identity => json = e.body.clone(),
+        }
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[test]
+    fn the_coding_is_the_best_the_caller_accepts() {
+        for (header, coding) in [
+            (None, Encoding::Identity),
+            (Some(""), Encoding::Identity),
+            (Some("identity"), Encoding::Identity),
+            (Some("gzip"), Encoding::Gzip),
+            (Some("gzip, deflate"), Encoding::Gzip),
+            (Some("GZIP;q=0.5"), Encoding::Gzip),
+            (Some("gzip, deflate, br"), Encoding::Brotli),
+            (Some("br;q=0, gzip"), Encoding::Gzip),
+            (Some("gzip;q=0"), Encoding::Identity),
+            (Some("*"), Encoding::Brotli),
+            (Some("*;q=0, gzip"), Encoding::Gzip),
+            (Some("deflate"), Encoding::Identity),
+        ] {
+            assert_eq!(Encoding::negotiate(header), coding, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn small_bodies_are_sent_as_they_are() {
+        let page = LogsPage {
+            rows: vec![row(1, "short")],
+            total: 1,
+            newer: 0,
+        };
+        let e = encode_page(&req(0, 1, Cursor::Newest), &page, Encoding::Gzip);
+        assert_eq!(e.encoding, Encoding::Identity);
+        assert_eq!(decompress(&e)["errors"][0]["errorMessage"], "short");
+    }
+
+    #[test]
+    fn a_compressed_page_decodes_to_the_same_answer() {
+        let page = LogsPage {
+            rows: (1..=200)
+                .rev()
+                .map(|id| row(id, &format!("synced {id} records, \"batch\" {id}")))
+                .collect(),
+            total: 500,
+            newer: 0,
+        };
+        let plain = json_of(&encode_page(
+            &req(0, 200, Cursor::Newest),
+            &page,
+            Encoding::Identity,
+        ));
+        for coding in [Encoding::Gzip, Encoding::Brotli] {
+            let e = encode_page(&req(0, 200, Cursor::Newest), &page, coding);
+            assert_eq!(e.encoding, coding);
+            assert!(
+                e.body.len() * 5 < plain.to_string().len(),
+                "{coding:?}: {}",
+                e.body.len()
+            );
+            assert_eq!(decompress(&e), plain, "{coding:?}");
+        }
+    }
+
+    /// `n` pseudo-random digits of `base` (up to 64), the same for a seed.
+    fn noise(seed: i64, n: usize, base: u64) -> String {
+        const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed as u64;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(DIGITS[(state % base) as usize])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_that_hardly_compress_keep_as_many_rows_as_sent_plain() {
+        let page = LogsPage {
+            rows: (1..=100)
+                .rev()
+                .map(|id| row(id, &noise(id, 20_000, 64)))
+                .collect(),
+            total: 100,
+            newer: 0,
+        };
+        let (r, limit) = (req(0, 100, Cursor::Newest), 600_000);
+        let plain = encode_sent_within(&r, &page, Encoding::Identity, limit);
+        for coding in [Encoding::Gzip, Encoding::Brotli] {
+            let e = encode_sent_within(&r, &page, coding, limit);
+            assert!(
+                e.rows >= plain.rows,
+                "{coding:?}: {} rows against {}",
+                e.rows,
+                plain.rows
+            );
+            assert_eq!(decompress(&e)["truncated"], true);
+        }
+    }
+
+    #[test]
+    fn compressed_a_page_keeps_more_rows_within_what_lambda_returns() {
+        // Messages of pseudo-random hex digits (they compress to about half),
+        // 20 kB each, 100 of them: 2 MB against a 600 kB limit.
+        let page = LogsPage {
+            rows: (1..=100)
+                .rev()
+                .map(|id| row(id, &noise(id, 20_000, 16)))
+                .collect(),
+            total: 100,
+            newer: 0,
+        };
+        let (r, limit) = (req(0, 100, Cursor::Newest), 600_000);
+        let plain = encode_sent_within(&r, &page, Encoding::Identity, limit);
+        assert!(wire_len(&plain.body) <= limit);
+        for coding in [Encoding::Gzip, Encoding::Brotli] {
+            let e = encode_sent_within(&r, &page, coding, limit);
+            assert_eq!(e.encoding, coding);
+            // As Lambda counts it: base64 in the envelope.
+            assert!(e.body.len().div_ceil(3) * 4 <= limit, "{coding:?}");
+            assert!(
+                e.rows > plain.rows,
+                "{coding:?}: {} rows against {}",
+                e.rows,
+                plain.rows
+            );
+            let v = decompress(&e);
+            assert_eq!(v["truncated"], true);
+            assert_eq!(
+                ids_of(&v),
+                (100 - e.rows as i64 + 1..=100).rev().collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
@@ -280,7 +604,12 @@ mod tests {
         };
         let budget = 4 * 1100;
 
-        let before = encode_page(&req(0, 10, Cursor::Newest), &page, budget);
+        let before = encode_within(
+            &req(0, 10, Cursor::Newest),
+            &page,
+            budget,
+            Measure::Envelope,
+        );
         let ids: Vec<i64> = json_of(&before)["errors"]
             .as_array()
             .unwrap()
@@ -294,10 +623,15 @@ mod tests {
             "newest kept"
         );
         assert_eq!(json_of(&before)["truncated"], true);
-        assert!(wire_len(before.body.as_bytes()) <= budget);
+        assert!(wire_len(&before.body) <= budget);
         assert_eq!(before.dropped, 10 - ids.len());
 
-        let after = encode_page(&req(0, 10, Cursor::After(0)), &page, budget);
+        let after = encode_within(
+            &req(0, 10, Cursor::After(0)),
+            &page,
+            budget,
+            Measure::Envelope,
+        );
         let v = json_of(&after);
         let ids: Vec<i64> = v["errors"]
             .as_array()
@@ -323,8 +657,13 @@ mod tests {
             newer: 0,
         };
         let budget = 50_000;
-        let e = encode_page(&req(0, 10, Cursor::Newest), &page, budget);
-        assert!(wire_len(e.body.as_bytes()) <= budget);
+        let e = encode_within(
+            &req(0, 10, Cursor::Newest),
+            &page,
+            budget,
+            Measure::Envelope,
+        );
+        assert!(wire_len(&e.body) <= budget);
         assert!(e.cut && e.rows == 1);
         let v = json_of(&e);
         let message = v["errors"][0]["errorMessage"].as_str().unwrap();

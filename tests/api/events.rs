@@ -26,19 +26,52 @@ pub async fn sample_catalog() -> TestCatalog {
             "failed to push data to ClickHouse",
         )])
         .await;
+    // Enough info lines for an answer worth compressing.
+    for id in 4..=40 {
+        let message = format!("pulled {id} records from source for batch {id}, lsn 0/{id:x}000");
+        catalog.insert(&[(id, "m", "info", &message)]).await;
+    }
     catalog
 }
 
-/// Every file in `events/`, with the status events/README.md says it gets.
-pub fn sample_events() -> Vec<(std::path::PathBuf, u16)> {
+/// What a sample event's answer must be.
+pub enum Answer {
+    /// The docs' body: errors only, two per page, newest first.
+    DocsPage,
+    /// `http-api-gzip.json`: the 38 info lines, 50 a page, compressed.
+    InfoPage,
+    Error(u16),
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::DocsPage | Answer::InfoPage => 200,
+            Answer::Error(status) => *status,
+        }
+    }
+
+    /// The row ids a 200 carries.
+    pub fn ids(&self) -> Vec<i64> {
+        match self {
+            Answer::DocsPage => vec![3, 1],
+            Answer::InfoPage => (4..=40).rev().chain([2]).collect(),
+            Answer::Error(_) => vec![],
+        }
+    }
+}
+
+/// Every file in `events/`, with the answer events/README.md says it gets.
+pub fn sample_events() -> Vec<(std::path::PathBuf, Answer)> {
     let expected = |file: &str| match file {
-        "wrong-password.json" => Some(401),
-        "malformed-body.json" => Some(400),
+        "wrong-password.json" => Some(Answer::Error(401)),
+        "malformed-body.json" => Some(Answer::Error(400)),
+        "http-api-gzip.json" => Some(Answer::InfoPage),
         "rest-api-stage.json"
         | "http-api-default-stage.json"
         | "http-api-named-stage.json"
         | "alb.json"
-        | "function-url.json" => Some(200),
+        | "function-url.json" => Some(Answer::DocsPage),
         _ => None,
     };
     let dir = format!("{}/events", env!("CARGO_MANIFEST_DIR"));
@@ -49,11 +82,11 @@ pub fn sample_events() -> Vec<(std::path::PathBuf, u16)> {
             continue;
         }
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
-        let status = expected(&file)
+        let answer = expected(&file)
             .unwrap_or_else(|| panic!("events/{file} has no expected answer in this test"));
-        events.push((path, status));
+        events.push((path, answer));
     }
-    assert_eq!(events.len(), 7);
+    assert_eq!(events.len(), 8);
     events
 }
 
@@ -61,19 +94,26 @@ pub fn sample_events() -> Vec<(std::path::PathBuf, u16)> {
 async fn every_sample_event_gets_its_documented_answer() {
     let catalog = sample_catalog().await;
     let app = catalog.app(&[]).await;
-    for (path, status) in sample_events() {
+    for (path, answer) in sample_events() {
         let file = path.file_name().unwrap().to_string_lossy();
         let reply = invoke(&app, &std::fs::read_to_string(&path).unwrap()).await;
         assert_eq!(
             reply.status.as_u16(),
-            status,
+            answer.status(),
             "events/{file}: {}",
             reply.json
         );
-        if status == 200 {
-            // The docs' body: errors only, two per page, newest first.
-            assert_eq!(reply.ids(), vec![3, 1], "events/{file}");
-            assert_eq!((reply.total(), reply.page()), (2, 1));
+        match answer {
+            Answer::DocsPage => {
+                assert_eq!(reply.ids(), answer.ids(), "events/{file}");
+                assert_eq!((reply.total(), reply.page()), (2, 1));
+                assert_eq!(reply.compressed, None);
+            }
+            Answer::InfoPage => {
+                assert_eq!(reply.ids(), answer.ids(), "events/{file}");
+                assert_eq!(reply.compressed.as_deref(), Some("br"));
+            }
+            Answer::Error(_) => {}
         }
     }
 }

@@ -408,6 +408,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub json: Value,
+    /// The body's `Content-Encoding`, when it came compressed.
+    pub compressed: Option<String>,
 }
 
 impl Reply {
@@ -458,9 +460,15 @@ pub async fn invoke(app: &Router, event: &str) -> Reply {
     let request: Request = lambda_http::request::from_str(event).expect("a valid Lambda event");
     let response = app.clone().oneshot(request).await.unwrap();
     let (parts, body) = response.into_response().await.into_parts();
-    let text = match body {
-        Body::Text(t) => t,
-        other => panic!("expected a text body, got {other:?}"),
+    // JSON goes as text; only a compressed body goes as binary (base64).
+    let coding = parts
+        .headers
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = match (body, coding.as_deref()) {
+        (Body::Text(t), None) => t,
+        (Body::Binary(b), Some(coding)) => decompress(coding, &b),
+        (other, coding) => panic!("a {coding:?} body as {other:?}"),
     };
     check_for_secrets(&text);
     assert_no_secret_leaked();
@@ -468,7 +476,22 @@ pub async fn invoke(app: &Router, event: &str) -> Reply {
         status: parts.status,
         headers: parts.headers,
         json: serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+        compressed: coding,
     }
+}
+
+/// A compressed body, decoded as a caller's HTTP client would.
+pub fn decompress(coding: &str, body: &[u8]) -> String {
+    let mut text = String::new();
+    match coding {
+        "gzip" => std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text),
+        "br" => {
+            std::io::Read::read_to_string(&mut brotli::Decompressor::new(body, 4096), &mut text)
+        }
+        other => panic!("an unexpected Content-Encoding: {other}"),
+    }
+    .unwrap_or_else(|e| panic!("not {coding} ({e})"));
+    text
 }
 
 /// `call` as an HTTP API `$default` event.
