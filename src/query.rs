@@ -19,7 +19,7 @@
 //! [`plan`] first picks a `Strategy` from the request's shape, then builds
 //! that strategy's statement from one function per CTE.
 
-use crate::request::{Cursor, Level, LogsRequest};
+use crate::request::{Cursor, LogsRequest};
 
 /// A statement and its parameters, in `$n` order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,21 +89,22 @@ enum Strategy {
     /// name index; the page is read through that index or by walking the
     /// primary key, whichever reads fewer rows.
     Mirror,
-    /// A mirror filter and a level, which no index holds, so counting
+    /// A mirror filter narrowed further, by a level, a time range or a
+    /// message substring, which no index of PeerDB's holds, so counting
     /// visits the mirror's rows in the heap. Unless walking the primary key
     /// is far cheaper, that one visit keeps the matching ids for both page
     /// and count. Otherwise the page walks the primary key, and the count
     /// visits the mirror's rows, or reads the whole table in one sequential
     /// pass (as PeerDB does) when the mirror holds over a tenth of it.
-    MirrorAndLevel,
+    MirrorNarrowed,
 }
 
 impl Strategy {
     fn of(req: &LogsRequest) -> Strategy {
-        match (req.flow_job_name.is_empty(), req.level) {
+        match (req.flow_job_name.is_empty(), req.narrows_rows()) {
             (true, _) => Strategy::WholeTable,
-            (false, Level::All) => Strategy::Mirror,
-            (false, _) => Strategy::MirrorAndLevel,
+            (false, false) => Strategy::Mirror,
+            (false, true) => Strategy::MirrorNarrowed,
         }
     }
 }
@@ -131,7 +132,7 @@ pub fn plan(req: &LogsRequest) -> Plan {
     let ctes = match strategy {
         Strategy::WholeTable => whole_table(&q),
         Strategy::Mirror => mirror(&q),
-        Strategy::MirrorAndLevel => mirror_and_level(&q),
+        Strategy::MirrorNarrowed => mirror_and_level(&q),
     };
     Plan {
         sql: statement(&ctes),
@@ -166,7 +167,7 @@ fn mirror(q: &Bound) -> Vec<String> {
     ]
 }
 
-/// [`Strategy::MirrorAndLevel`]'s CTEs.
+/// [`Strategy::MirrorNarrowed`]'s CTEs.
 fn mirror_and_level(q: &Bound) -> Vec<String> {
     let big = mirror_is_big();
     vec![
@@ -207,8 +208,9 @@ fn mirror_and_level(q: &Bound) -> Vec<String> {
 struct Bound {
     /// The mirror filter's placeholder.
     needle: Option<String>,
-    /// `error_type = $n`.
-    level: Option<String>,
+    /// What narrows the rows beyond the mirror: `error_type = $n`, the time
+    /// range, the message substring.
+    row_filters: Vec<String>,
     /// `id < $n` or `id > $n`.
     cursor: Option<String>,
     order: &'static str,
@@ -228,10 +230,33 @@ impl Bound {
         };
         let needle =
             (!req.flow_job_name.is_empty()).then(|| bind(Param::Text(req.flow_job_name.clone())));
-        let level = req
-            .level
-            .error_type()
-            .map(|t| format!("error_type = {}", bind(Param::Text(t.into()))));
+        let mut row_filters = Vec::new();
+        if let Some(error_type) = req.level.error_type() {
+            row_filters.push(format!(
+                "error_type = {}",
+                bind(Param::Text(error_type.into()))
+            ));
+        }
+        // Whole milliseconds after the epoch, exact in an interval (and a
+        // bound an index on `error_timestamp` can use).
+        let instant =
+            |p: String| format!("TIMESTAMP 'epoch' + {p}::int8 * INTERVAL '1 millisecond'");
+        if let Some(from) = req.from_ms {
+            row_filters.push(format!(
+                "error_timestamp >= {}",
+                instant(bind(Param::Int(from)))
+            ));
+        }
+        if let Some(to) = req.to_ms {
+            row_filters.push(format!(
+                "error_timestamp < {}",
+                instant(bind(Param::Int(to)))
+            ));
+        }
+        if !req.message_contains.is_empty() {
+            let needle = bind(Param::Text(req.message_contains.clone()));
+            row_filters.push(format!("strpos(error_message, {needle}) > 0"));
+        }
         let (cursor, order) = match req.cursor {
             Cursor::Newest => (None, "DESC"),
             Cursor::Before(id) => (Some(format!("id < {}", bind(Param::Int(id)))), "DESC"),
@@ -245,7 +270,7 @@ impl Bound {
         }));
         Bound {
             needle,
-            level,
+            row_filters,
             cursor,
             order,
             limit,
@@ -262,20 +287,23 @@ impl Bound {
 
     /// The request's filters, the mirror's through the names in `flows`.
     fn filters(&self) -> Vec<String> {
-        self.with_level(self.needle.as_ref().map(|_| MIRROR_FILTER.to_string()))
+        self.with_row_filters(self.needle.as_ref().map(|_| MIRROR_FILTER.to_string()))
     }
 
     /// The mirror filter as PeerDB writes it, for reading the whole table.
     fn filters_by_text(&self) -> Vec<String> {
-        self.with_level(
+        self.with_row_filters(
             self.needle
                 .as_ref()
                 .map(|n| format!("strpos(flow_name, {n}) > 0")),
         )
     }
 
-    fn with_level(&self, mirror: Option<String>) -> Vec<String> {
-        mirror.into_iter().chain(self.level.clone()).collect()
+    fn with_row_filters(&self, mirror: Option<String>) -> Vec<String> {
+        mirror
+            .into_iter()
+            .chain(self.row_filters.iter().cloned())
+            .collect()
     }
 
     /// One page of `source`, from the cursor.
@@ -460,6 +488,8 @@ mod tests {
         insta::assert_snapshot!(mirror_names().sql);
     }
 
+    use crate::request::Level;
+
     fn req(flow: &str, level: Level, page: i64, num_per_page: i64, cursor: Cursor) -> LogsRequest {
         LogsRequest {
             flow_job_name: flow.into(),
@@ -467,6 +497,17 @@ mod tests {
             page,
             num_per_page,
             cursor,
+            ..LogsRequest::default()
+        }
+    }
+
+    /// `r` narrowed to a day and a message substring.
+    fn in_a_day_containing(r: LogsRequest, message: &str) -> LogsRequest {
+        LogsRequest {
+            from_ms: Some(1_748_908_800_000),
+            to_ms: Some(1_748_995_200_000),
+            message_contains: message.into(),
+            ..r
         }
     }
 
@@ -508,8 +549,18 @@ mod tests {
     #[test]
     fn mirror_and_level() {
         let r = req("m", Level::Error, 0, 50, Cursor::Before(9));
-        assert_eq!(Strategy::of(&r), Strategy::MirrorAndLevel);
+        assert_eq!(Strategy::of(&r), Strategy::MirrorNarrowed);
         insta::assert_snapshot!(shown(&r));
+    }
+
+    #[test]
+    fn a_time_range_and_a_message_narrow_like_a_level() {
+        let whole = in_a_day_containing(req("", Level::All, 0, 50, Cursor::Newest), "deadlock");
+        assert_eq!(Strategy::of(&whole), Strategy::WholeTable);
+        insta::assert_snapshot!(shown(&whole));
+        let mirror = in_a_day_containing(req("m", Level::All, 0, 50, Cursor::Newest), "");
+        assert_eq!(Strategy::of(&mirror), Strategy::MirrorNarrowed);
+        insta::assert_snapshot!(shown(&mirror));
     }
 
     /// Every shape of request the decoder lets through, near enough.
@@ -538,7 +589,7 @@ mod tests {
             let expected = match (r.flow_job_name.as_str(), r.level) {
                 ("", _) => Strategy::WholeTable,
                 (_, Level::All) => Strategy::Mirror,
-                _ => Strategy::MirrorAndLevel,
+                _ => Strategy::MirrorNarrowed,
             };
             assert_eq!(Strategy::of(&r), expected, "{r:?}");
         }

@@ -7,8 +7,9 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
-/// A valid request, ready to be turned into a query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A valid request, ready to be turned into a query. Its default is what
+/// an empty body asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogsRequest {
     /// Substring of `flow_name`; empty matches every mirror.
     pub flow_job_name: String,
@@ -17,11 +18,35 @@ pub struct LogsRequest {
     pub page: i64,
     pub num_per_page: i64,
     pub cursor: Cursor,
+    /// Beyond PeerDB: rows with `errorTimestamp` (ms since the epoch) at
+    /// or after this...
+    pub from_ms: Option<i64>,
+    /// ...and before this.
+    pub to_ms: Option<i64>,
+    /// Beyond PeerDB: a substring of `error_message`; empty matches all.
+    pub message_contains: String,
+}
+
+/// The widest timestamps the filters bind, in ms since the epoch: inside
+/// what Postgres's `timestamp` holds (4713 BC to 294276 AD) and what its
+/// intervals can add to the epoch. A bound past them bounds nothing.
+pub const EARLIEST_MS: i64 = -210_000_000_000_000;
+pub const LATEST_MS: i64 = 9_000_000_000_000_000;
+
+impl LogsRequest {
+    /// Whether a filter other than the mirror's narrows the rows.
+    pub fn narrows_rows(&self) -> bool {
+        self.level != Level::All
+            || self.from_ms.is_some()
+            || self.to_ms.is_some()
+            || !self.message_contains.is_empty()
+    }
 }
 
 /// The `error_type` filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Level {
+    #[default]
     All,
     Info,
     Warn,
@@ -51,9 +76,10 @@ impl Level {
 }
 
 /// Where the page starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Cursor {
     /// The newest rows.
+    #[default]
     Newest,
     /// Rows with `id < before`, nearest first.
     Before(i64),
@@ -89,6 +115,9 @@ enum Field {
     NumPerPage,
     BeforeId,
     AfterId,
+    FromTimestamp,
+    ToTimestamp,
+    MessageContains,
 }
 
 impl Field {
@@ -100,6 +129,9 @@ impl Field {
             "numPerPage" | "num_per_page" => Field::NumPerPage,
             "beforeId" | "before_id" => Field::BeforeId,
             "afterId" | "after_id" => Field::AfterId,
+            "fromTimestamp" | "from_timestamp" => Field::FromTimestamp,
+            "toTimestamp" | "to_timestamp" => Field::ToTimestamp,
+            "messageContains" | "message_contains" => Field::MessageContains,
             _ => return None,
         })
     }
@@ -152,7 +184,9 @@ pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> 
     let mut seen: Vec<(Field, &str)> = Vec::new();
     let mut flow_job_name = String::new();
     let mut level = String::new();
+    let mut message_contains = String::new();
     let (mut page, mut num_per_page, mut before_id, mut after_id) = (0, 0, 0, 0);
+    let (mut from_ms, mut to_ms) = (None, None);
     for (field, key, value) in &fields.0 {
         if let Some((_, first)) = seen.iter().find(|(f, _)| f == field) {
             return Err(ApiError::bad_request(if first == key {
@@ -169,6 +203,10 @@ pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> 
             Field::NumPerPage => num_per_page = integer(key, value)?,
             Field::BeforeId => before_id = integer(key, value)?,
             Field::AfterId => after_id = integer(key, value)?,
+            // `null` is the default: no bound.
+            Field::FromTimestamp => from_ms = optional_integer(key, value)?,
+            Field::ToTimestamp => to_ms = optional_integer(key, value)?,
+            Field::MessageContains => message_contains = string(key, value)?,
         }
     }
 
@@ -178,12 +216,26 @@ pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> 
             .map_or(camel, |(_, k)| k)
             .to_string()
     };
-    if flow_job_name.contains('\0') {
-        // Postgres text cannot hold NUL, so no mirror name does.
-        return Err(ApiError::bad_request(format!(
-            "{} must not contain NUL characters",
-            name(Field::FlowJobName, "flowJobName")
-        )));
+    for (field, camel, text) in [
+        (Field::FlowJobName, "flowJobName", &flow_job_name),
+        (Field::MessageContains, "messageContains", &message_contains),
+    ] {
+        if text.contains('\0') {
+            // Postgres text cannot hold NUL, so no name or message does.
+            return Err(ApiError::bad_request(format!(
+                "{} must not contain NUL characters",
+                name(field, camel)
+            )));
+        }
+    }
+    if let (Some(from), Some(to)) = (from_ms, to_ms) {
+        if to < from {
+            return Err(ApiError::bad_request(format!(
+                "{} must not be below {}",
+                name(Field::ToTimestamp, "toTimestamp"),
+                name(Field::FromTimestamp, "fromTimestamp")
+            )));
+        }
     }
     let level = Level::parse(&level).ok_or_else(|| {
         ApiError::bad_request("level must be one of ALL, INFO, WARN (or WARNING), ERROR, or empty")
@@ -221,7 +273,23 @@ pub fn decode(body: &[u8], max_page_size: i64) -> Result<LogsRequest, ApiError> 
         page,
         num_per_page,
         cursor: Cursor::from_ids(before_id, after_id),
+        from_ms: from_ms
+            .filter(|&ms| ms > EARLIEST_MS)
+            .map(|ms| ms.min(LATEST_MS)),
+        to_ms: to_ms
+            .filter(|&ms| ms < LATEST_MS)
+            .map(|ms| ms.max(EARLIEST_MS)),
+        message_contains,
     })
+}
+
+/// An integer field whose absence (or `null`) means "not given".
+fn optional_integer(key: &str, value: &RawValue) -> Result<Option<i64>, ApiError> {
+    if value.get() == "null" {
+        Ok(None)
+    } else {
+        integer(key, value).map(Some)
+    }
 }
 
 fn string(key: &str, value: &RawValue) -> Result<String, ApiError> {
@@ -309,16 +377,7 @@ mod tests {
     #[test]
     fn empty_body_means_all_defaults() {
         for body in ["", "  \n\t", "{}"] {
-            assert_eq!(
-                ok(body),
-                LogsRequest {
-                    flow_job_name: String::new(),
-                    level: Level::All,
-                    page: 0,
-                    num_per_page: 0,
-                    cursor: Cursor::Newest
-                }
-            );
+            assert_eq!(ok(body), LogsRequest::default());
         }
     }
 
@@ -437,6 +496,56 @@ mod tests {
     #[test]
     fn nul_in_the_mirror_name_is_refused() {
         assert!(bad(br#"{"flowJobName":"a\u0000b"}"#).contains("flowJobName must not contain NUL"));
+        assert!(bad(br#"{"message_contains":"\u0000"}"#)
+            .contains("message_contains must not contain NUL"));
+    }
+
+    #[test]
+    fn the_time_and_message_filters_in_both_spellings() {
+        let camel = ok(
+            r#"{"fromTimestamp":1748972135285,"toTimestamp":"1748972136000","messageContains":"deadlock"}"#,
+        );
+        let snake = ok(
+            r#"{"from_timestamp":1748972135285.0,"to_timestamp":1748972136e3,"message_contains":"deadlock"}"#,
+        );
+        assert_eq!(camel, snake);
+        assert_eq!(
+            (camel.from_ms, camel.to_ms, camel.message_contains.as_str()),
+            (Some(1748972135285), Some(1748972136000), "deadlock")
+        );
+        assert!(camel.narrows_rows());
+        let none = ok(r#"{"fromTimestamp":null,"toTimestamp":null,"messageContains":null}"#);
+        assert_eq!((none.from_ms, none.to_ms), (None, None));
+        assert!(!none.narrows_rows());
+        // An empty range is a question with an empty answer.
+        assert_eq!(ok(r#"{"fromTimestamp":5,"toTimestamp":5}"#).to_ms, Some(5));
+    }
+
+    #[test]
+    fn a_time_range_must_be_whole_ms_and_end_after_it_starts() {
+        assert!(bad(br#"{"fromTimestamp":1.5}"#).contains("fromTimestamp must be an integer"));
+        assert!(bad(br#"{"to_timestamp":"yesterday"}"#).contains("to_timestamp must be an integer"));
+        assert!(bad(br#"{"fromTimestamp":10,"toTimestamp":9}"#)
+            .contains("toTimestamp must not be below fromTimestamp"));
+        assert!(bad(br#"{"messageContains":5}"#).contains("messageContains must be a string"));
+    }
+
+    #[test]
+    fn bounds_past_what_postgres_holds_bound_nothing_or_everything() {
+        let r = ok(&format!(
+            r#"{{"fromTimestamp":{},"toTimestamp":{}}}"#,
+            i64::MIN,
+            i64::MAX
+        ));
+        assert_eq!((r.from_ms, r.to_ms), (None, None));
+        let r = ok(&format!(
+            r#"{{"fromTimestamp":{},"toTimestamp":{}}}"#,
+            i64::MAX,
+            i64::MAX
+        ));
+        assert_eq!((r.from_ms, r.to_ms), (Some(LATEST_MS), None));
+        let r = ok(&format!(r#"{{"toTimestamp":{}}}"#, i64::MIN));
+        assert_eq!(r.to_ms, Some(EARLIEST_MS));
     }
 
     #[test]

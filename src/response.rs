@@ -337,7 +337,6 @@ pub fn wire_len(json: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Level;
     use serde_json::{json, Value};
 
     fn row(id: i64, message: &str) -> LogRow {
@@ -352,11 +351,10 @@ mod tests {
 
     fn req(page: i64, num_per_page: i64, cursor: Cursor) -> LogsRequest {
         LogsRequest {
-            flow_job_name: String::new(),
-            level: Level::All,
             page,
             num_per_page,
             cursor,
+            ..LogsRequest::default()
         }
     }
 

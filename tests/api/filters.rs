@@ -200,3 +200,184 @@ async fn a_mirror_and_a_level_are_exact_however_big_the_mirror_is() {
         assert_eq!(answer(logs(&app, body.clone()).await), expect, "{body}");
     }
 }
+
+/// Row `id`'s message in [`timed_catalog`].
+fn message(id: i64) -> String {
+    match id % 3 {
+        0 => format!("deadlock detected in batch {id}"),
+        1 => format!("synced 100% of batch_{id} \\o/"),
+        _ => format!("pulled {id} records"),
+    }
+}
+
+/// Rows 1..=60 of three mirrors, odd ids errors; row `id` at `id` seconds
+/// after 17:35:00 (helpers' `insert`), each 0.2857 s later still, so that
+/// the millisecond boundaries fall inside a row's own millisecond.
+async fn timed_catalog() -> TestCatalog {
+    let catalog = TestCatalog::new().await;
+    let messages: Vec<String> = (1..=60).map(message).collect();
+    let flows = ["orders_cdc", "events_cdc", "billing"];
+    let levels = ["info", "error"];
+    let rows: Vec<(i64, &str, &str, &str)> = (1..=60)
+        .map(|id| {
+            let i = id as usize - 1;
+            (
+                id,
+                flows[i.wrapping_add(1) % 3],
+                levels[(id % 2) as usize],
+                messages[i].as_str(),
+            )
+        })
+        .collect();
+    catalog.insert(&rows).await;
+    catalog
+        .admin
+        .batch_execute(
+            "UPDATE peerdb_stats.flow_errors SET error_timestamp = error_timestamp + INTERVAL '285.7 milliseconds'",
+        )
+        .await
+        .unwrap();
+    catalog
+}
+
+/// Row `id`'s `errorTimestamp`.
+fn at(id: i64) -> i64 {
+    1_748_972_100_000 + id * 1000 + 285
+}
+
+#[tokio::test]
+async fn a_time_range_holds_the_rows_whose_errortimestamp_is_in_it() {
+    let app = timed_catalog().await.app(&[]).await;
+    let ids = |from: i64, to: i64| {
+        let app = app.clone();
+        async move {
+            let r = logs(
+                &app,
+                json!({"fromTimestamp": from, "toTimestamp": to, "numPerPage": 100}),
+            )
+            .await;
+            (r.ids(), r.total())
+        }
+    };
+    // From is inclusive, to exclusive, to the millisecond a row shows.
+    assert_eq!(ids(at(10), at(13)).await, (vec![12, 11, 10], 3));
+    assert_eq!(ids(at(10) + 1, at(13) + 1).await, (vec![13, 12, 11], 3));
+    assert_eq!(ids(at(10), at(10)).await, (vec![], 0));
+    // Either bound alone; strings and the snake spelling too.
+    let r = logs(
+        &app,
+        json!({"from_timestamp": at(58).to_string(), "numPerPage": 100}),
+    )
+    .await;
+    assert_eq!(r.ids(), vec![60, 59, 58]);
+    let r = logs(&app, json!({"toTimestamp": at(3), "numPerPage": 100})).await;
+    assert_eq!(r.ids(), vec![2, 1]);
+    // The timestamps the answer shows are the ones filtered on.
+    let r = logs(
+        &app,
+        json!({"fromTimestamp": at(7), "toTimestamp": at(8), "numPerPage": 1}),
+    )
+    .await;
+    assert_eq!(r.json["errors"][0]["errorTimestamp"], at(7));
+}
+
+#[tokio::test]
+async fn message_contains_is_a_literal_case_sensitive_substring() {
+    let app = timed_catalog().await.app(&[]).await;
+    for (needle, some) in [
+        ("deadlock", true),
+        ("Deadlock", false),
+        ("100%", true),
+        ("batch_1", true),
+        ("\\o/", true),
+        ("%", true),
+        ("_", true),
+        ("deadlock%", false),
+    ] {
+        let expected = (1..=60).filter(|&id| message(id).contains(needle)).count();
+        assert_eq!(expected > 0, some, "{needle}");
+        let r = logs(&app, json!({"messageContains": needle, "numPerPage": 0})).await;
+        assert_eq!(r.total(), expected as i64, "{needle}");
+    }
+}
+
+#[tokio::test]
+async fn the_new_filters_combine_with_the_mirror_level_and_cursor_and_count_within_them() {
+    let catalog = timed_catalog().await;
+    let app = catalog.app(&[]).await;
+    // orders_cdc is id % 3 == 0, as are the deadlocks; errors are odd ids.
+    let body = json!({"flowJobName": "orders", "level": "error", "messageContains": "deadlock",
+                      "fromTimestamp": at(10), "toTimestamp": at(50), "numPerPage": 2});
+    let first = logs(&app, body.clone()).await;
+    let expected: Vec<i64> = (10..50)
+        .rev()
+        .filter(|id| id % 3 == 0 && id % 2 == 1)
+        .collect();
+    assert_eq!(first.total(), expected.len() as i64);
+    assert_eq!((first.ids(), first.page()), (expected[..2].to_vec(), 1));
+    let mut next = body.clone();
+    next["beforeId"] = json!(expected[1]);
+    let second = logs(&app, next).await;
+    assert_eq!(
+        (second.ids(), second.total(), second.page()),
+        (expected[2..4].to_vec(), expected.len() as i64, 2)
+    );
+    // The same, counted by plain SQL.
+    let counted: i64 = catalog
+        .admin
+        .query_one(
+            "SELECT count(*) FROM peerdb_stats.flow_errors WHERE strpos(flow_name, 'orders') > 0
+               AND error_type = 'error' AND strpos(error_message, 'deadlock') > 0
+               AND floor(extract(epoch FROM error_timestamp) * 1000)::int8 >= $1
+               AND floor(extract(epoch FROM error_timestamp) * 1000)::int8 < $2",
+            &[&at(10), &at(50)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, first.total());
+}
+
+#[tokio::test]
+async fn bad_or_extreme_time_and_message_filters_get_a_400_or_an_answer_never_a_500() {
+    let app = timed_catalog().await.app(&[]).await;
+    for (body, needle) in [
+        (
+            json!({"fromTimestamp": 1.5}),
+            "fromTimestamp must be an integer",
+        ),
+        (
+            json!({"toTimestamp": "noon"}),
+            "toTimestamp must be an integer",
+        ),
+        (
+            json!({"fromTimestamp": 10, "toTimestamp": 9}),
+            "toTimestamp must not be below fromTimestamp",
+        ),
+        (
+            json!({"messageContains": "a\u{0}b"}),
+            "messageContains must not contain NUL",
+        ),
+        (
+            json!({"messageContains": ["deadlock"]}),
+            "messageContains must be a string",
+        ),
+    ] {
+        let message = send(&app, Call::logs(body.clone())).await.error(400, 3);
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    for (from, to, total) in [
+        (i64::MIN, i64::MAX, 60),
+        (i64::MIN, i64::MIN, 0),
+        (i64::MAX, i64::MAX, 0),
+        (0, at(1) + 1, 1),
+        (-62_135_596_800_000, 253_402_300_799_999, 60),
+    ] {
+        let r = logs(
+            &app,
+            json!({"fromTimestamp": from, "toTimestamp": to, "numPerPage": 0}),
+        )
+        .await;
+        assert_eq!(r.total(), total, "{from}..{to}");
+    }
+}
