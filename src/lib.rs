@@ -5,6 +5,7 @@
 //! over plain HTTP where no Lambda runtime is present.
 
 pub mod auth;
+pub mod bearer;
 pub mod catalog;
 pub mod config;
 pub mod error;
