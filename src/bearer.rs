@@ -467,11 +467,14 @@ impl Discovery {
         }
     }
 
-    /// Fetches the set unless another fetch is under way (then waits for it)
-    /// or one was attempted within [`MIN_REFETCH_INTERVAL`]. Bounded by the
-    /// time limit.
-    async fn refresh(&self, why: &str) {
-        let _guard = self.fetch_lock.lock().await;
+    /// Fetches the set unless another fetch is under way (then waits for it,
+    /// and does not fetch again) or one was attempted within
+    /// [`MIN_REFETCH_INTERVAL`]. Both the wait and the fetch end by
+    /// `deadline`.
+    async fn refresh(&self, why: &str, deadline: tokio::time::Instant) {
+        let Ok(_guard) = tokio::time::timeout_at(deadline, self.fetch_lock.lock()).await else {
+            return;
+        };
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if !fetch_allowed(Instant::now(), state.last_attempt) {
@@ -480,7 +483,7 @@ impl Discovery {
             state.last_attempt = Some(Instant::now());
         }
         info!(url = %self.url, "fetching the bearer token key set ({why})");
-        let outcome = match tokio::time::timeout(self.timeout, self.fetch()).await {
+        let outcome = match tokio::time::timeout_at(deadline, self.fetch()).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
@@ -650,7 +653,8 @@ impl Bearer {
                 state: Mutex::new(Fetched::default()),
                 fetch_lock: tokio::sync::Mutex::new(()),
             };
-            discovery.refresh("start-up").await;
+            let deadline = tokio::time::Instant::now() + connect_timeout;
+            discovery.refresh("start-up", deadline).await;
             Some(discovery)
         } else {
             None
@@ -743,8 +747,8 @@ impl Bearer {
             Some(_) => "it is older than the maximum age",
             None => "a token names a key id not in it",
         };
-        // The time limit again around the wait for another request's fetch.
-        let _ = tokio::time::timeout(discovery.timeout, discovery.refresh(why)).await;
+        let deadline = tokio::time::Instant::now() + discovery.timeout;
+        discovery.refresh(why, deadline).await;
         let after = discovery.lookup(kid);
         // A set fetched since replaces the one in hand (a removed key is no
         // longer accepted); when none could be fetched, the old one stays.
