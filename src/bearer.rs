@@ -241,7 +241,10 @@ pub fn token_of(authorization: &str) -> Option<&str> {
         // Another scheme (Basic, Digest, ...), or white space inside: not a
         // bearer token.
         Some(_) => return None,
-        None if value.eq_ignore_ascii_case("bearer") => return None,
+        // A scheme word alone.
+        None if value.eq_ignore_ascii_case("bearer") || value.eq_ignore_ascii_case("basic") => {
+            return None
+        }
         None => value,
     };
     (!token.is_empty() && !token.contains([' ', '\t'])).then_some(token)
@@ -392,11 +395,18 @@ fn usable(jwk: Jwk) -> Option<(String, Key)> {
             }
             KeyKind::Rsa
         }
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => KeyKind::EcP256,
-            EllipticCurve::P384 => KeyKind::EcP384,
-            _ => return None,
-        },
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let (kind, size) = match ec.curve {
+                EllipticCurve::P256 => (KeyKind::EcP256, 32),
+                EllipticCurve::P384 => (KeyKind::EcP384, 48),
+                _ => return None,
+            };
+            let coordinate = |c: &str| URL_SAFE_NO_PAD.decode(c).is_ok_and(|b| b.len() == size);
+            if !coordinate(&ec.x) || !coordinate(&ec.y) {
+                return None;
+            }
+            kind
+        }
         _ => return None,
     };
     let alg = match jwk.common.key_algorithm {
@@ -467,13 +477,22 @@ impl Discovery {
         }
     }
 
-    /// Fetches the set unless another fetch is under way (then waits for it,
-    /// and does not fetch again) or one was attempted within
-    /// [`MIN_REFETCH_INTERVAL`]. Both the wait and the fetch end by
+    /// Fetches the set unless one was attempted within
+    /// [`MIN_REFETCH_INTERVAL`] or another fetch is under way: then, with
+    /// `wait`, waits for that one (and does not fetch again); without, goes
+    /// on at once with the set in hand. The wait and the fetch end by
     /// `deadline`.
-    async fn refresh(&self, why: &str, deadline: tokio::time::Instant) {
-        let Ok(_guard) = tokio::time::timeout_at(deadline, self.fetch_lock.lock()).await else {
-            return;
+    async fn refresh(&self, why: &str, wait: bool, deadline: tokio::time::Instant) {
+        let _guard = if wait {
+            match tokio::time::timeout_at(deadline, self.fetch_lock.lock()).await {
+                Ok(guard) => guard,
+                Err(_) => return,
+            }
+        } else {
+            match self.fetch_lock.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return,
+            }
         };
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -558,15 +577,19 @@ fn describe(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn https_client() -> Result<HttpsClient, BearerConfigError> {
+/// The client for `url` (already checked by [`discovery_url`]): the
+/// system's CA certificates are loaded only for https.
+fn https_client(url: &Uri) -> Result<HttpsClient, BearerConfigError> {
     let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        warn!(error = %e, "while loading the system's CA certificates");
-    }
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        warn!("no CA certificates found: https key set discovery will fail");
+    if url.scheme_str() == Some("https") {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            warn!(error = %e, "while loading the system's CA certificates");
+        }
+        roots.add_parsable_certificates(found.certs);
+        if roots.is_empty() {
+            warn!("no CA certificates found: https key set discovery will fail");
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -647,14 +670,14 @@ impl Bearer {
         let discovery = if config.discovery {
             let url = discovery_url(&config.issuer)?;
             let discovery = Discovery {
+                client: https_client(&url)?,
                 url,
-                client: https_client()?,
                 timeout: connect_timeout,
                 state: Mutex::new(Fetched::default()),
                 fetch_lock: tokio::sync::Mutex::new(()),
             };
             let deadline = tokio::time::Instant::now() + connect_timeout;
-            discovery.refresh("start-up", deadline).await;
+            discovery.refresh("start-up", true, deadline).await;
             Some(discovery)
         } else {
             None
@@ -742,13 +765,15 @@ impl Bearer {
             return Err(Refusal::UnknownKid);
         };
         let before = discovery.lookup(kid);
-        let why = match &before.key {
+        // An unknown kid waits for a fetch under way; a stale set does not
+        // (the key in hand is used if another request is fetching).
+        let (why, wait) = match &before.key {
             Some(key) if !before.stale => return Ok(key.clone()),
-            Some(_) => "it is older than the maximum age",
-            None => "a token names a key id not in it",
+            Some(_) => ("it is older than the maximum age", false),
+            None => ("a token names a key id not in it", true),
         };
         let deadline = tokio::time::Instant::now() + discovery.timeout;
-        discovery.refresh(why, deadline).await;
+        discovery.refresh(why, wait, deadline).await;
         let after = discovery.lookup(kid);
         // A set fetched since replaces the one in hand (a removed key is no
         // longer accepted); when none could be fetched, the old one stays.
@@ -810,6 +835,7 @@ mod tests {
         assert_eq!(token_of(""), None);
         assert_eq!(token_of("   "), None);
         assert_eq!(token_of("Bearer"), None);
+        assert_eq!(token_of("basic"), None);
         assert_eq!(token_of("Bearer "), None);
         assert_eq!(token_of("Bearer a b"), None);
     }
@@ -974,6 +1000,7 @@ mod tests {
             r#"{"kty":"oct","kid":"secret","k":"c2VjcmV0"}"#.to_string(),
             format!(r#"{{"kty":"OKP","kid":"ed","crv":"Ed25519","x":"{x}"}}"#),
             format!(r#"{{"kty":"EC","kid":"p521","crv":"P-521","x":"{x}","y":"{x}"}}"#),
+            format!(r#"{{"kty":"EC","kid":"p384-short","crv":"P-384","x":"{x}","y":"{x}"}}"#),
             format!(
                 r#"{{"kty":"EC","kid":"ec-rs","crv":"P-256","alg":"RS256","x":"{x}","y":"{x}"}}"#
             ),
