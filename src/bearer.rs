@@ -20,7 +20,7 @@
 //!    the configured claim, if any, is a string equal to the value;
 //! 4. its header names a `kid` found in the inline set, or else in the
 //!    discovered one (fetched again when the kid is unknown, see
-//!    [`MIN_REFETCH_INTERVAL`]);
+//!    [`MIN_REFETCH_INTERVAL`], or the set older than [`MAX_KEY_SET_AGE`]);
 //! 5. that key's type allows the algorithm (RSA: RS*/PS*; EC P-256: ES256;
 //!    EC P-384: ES384) and the key's own `alg`, when it has one, is it;
 //! 6. the signature verifies (`jsonwebtoken::crypto::verify`, on `ring`).
@@ -231,7 +231,9 @@ fn parse_bool(v: &str) -> Option<bool> {
 
 /// The token of an `Authorization` value: `Bearer <t>` with the scheme word
 /// in any case, or a bare token (as the reference accepts). None for a
-/// `Basic ...` value or an empty one.
+/// `Basic ...` value (or any other scheme) or an empty one. The caller
+/// refuses a request with two `Authorization` headers, as the reference
+/// does and as [`crate::auth`] does for Basic.
 pub fn token_of(authorization: &str) -> Option<&str> {
     let value = authorization.trim_matches([' ', '\t']);
     let token = match value.split_once([' ', '\t']) {
@@ -644,7 +646,9 @@ impl Bearer {
     /// `connect_timeout` (which bounds the whole fetch: connection, TLS,
     /// answer and body; and, later, every verification's wait for one). A
     /// failed fetch is logged (`error!`) and is not fatal: fetching is
-    /// retried when a token needs a key not in hand. Malformed
+    /// retried when a token needs a key not in hand (or the set in hand is
+    /// older than [`MAX_KEY_SET_AGE`]), no sooner than
+    /// [`MIN_REFETCH_INTERVAL`] after the last attempt. Malformed
     /// configuration (a `PEERDB_OAUTH_KEYSET_JSON` that is not a JWKS or
     /// holds no usable key, a discovery URL that is not https, except plain
     /// http to a loopback address) is an Err.
