@@ -6,6 +6,7 @@
 //! failure to the spec's status and body.
 
 pub mod auth;
+pub mod bearer;
 mod catalog;
 pub mod config;
 pub mod error;
