@@ -1,6 +1,9 @@
 //! Who may call: decided from the headers alone, before the body is read
 //! and before the catalog is touched.
 //!
+//! Either way in that is configured lets a request in: HTTP Basic, or a
+//! bearer token from the configured issuer (`bearer`).
+//!
 //! HTTP Basic as PeerDB does it: an empty user name and the PeerDB
 //! password, `Authorization: Basic base64(":" + password)`. The comparison
 //! is of SHA-256 digests with `subtle`'s constant-time equality: the time
@@ -17,7 +20,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, warn};
 
-use crate::error::{describe, ApiError};
+use crate::bearer::{self, Bearer, Refusal};
+use crate::error::{describe, ApiError, Challenges};
 use crate::secrets::{PasswordSecret, RETRY_INTERVAL};
 
 /// Standard alphabet, with or without padding.
@@ -42,6 +46,8 @@ pub enum WayIn {
     Password(Password),
     /// The password kept in Secrets Manager, re-read as it rotates.
     PasswordSecret(RotatingPassword),
+    /// Bearer tokens from the configured issuer (`PEERDB_OAUTH_*`).
+    Bearer(Box<Bearer>),
 }
 
 impl Auth {
@@ -52,17 +58,39 @@ impl Auth {
             Auth::NotConfigured => return Err(ApiError::NoPassword),
             Auth::Required(ways) => ways,
         };
-        let value = authorization(headers).ok_or(ApiError::Unauthenticated)?;
+        let refused = |refusal: Option<Refusal>| ApiError::Unauthenticated {
+            challenges: Challenges {
+                basic: ways.iter().any(|w| !matches!(w, WayIn::Bearer(_))),
+                bearer: ways
+                    .iter()
+                    .any(|w| matches!(w, WayIn::Bearer(_)))
+                    .then_some(refusal.is_some()),
+            },
+            refusal,
+        };
+        let value = authorization(headers).ok_or_else(|| refused(None))?;
+        let mut refusal = None;
         for way in ways {
             let admitted = match way {
                 WayIn::Password(password) => password.admits(value),
                 WayIn::PasswordSecret(secret) => secret.admits(value).await,
+                WayIn::Bearer(bearer) => match bearer::token_of(value) {
+                    None => false,
+                    Some(token) => match bearer.verify(token).await {
+                        Ok(()) => true,
+                        Err(Refusal::KeySetUnavailable) => return Err(ApiError::KeySetUnavailable),
+                        Err(why) => {
+                            refusal = Some(why);
+                            false
+                        }
+                    },
+                },
             };
             if admitted {
                 return Ok(());
             }
         }
-        Err(ApiError::Unauthenticated)
+        Err(refused(refusal))
     }
 }
 
@@ -230,18 +258,24 @@ mod tests {
         ];
         for header in &wrong {
             assert!(
-                matches!(check(&[header]).await, Err(ApiError::Unauthenticated)),
+                matches!(
+                    check(&[header]).await,
+                    Err(ApiError::Unauthenticated { .. })
+                ),
                 "{header}"
             );
         }
-        assert!(matches!(check(&[]).await, Err(ApiError::Unauthenticated)));
+        assert!(matches!(
+            check(&[]).await,
+            Err(ApiError::Unauthenticated { .. })
+        ));
     }
 
     #[tokio::test]
     async fn two_authorization_headers_are_refused() {
         assert!(matches!(
             check(&["Basic OnBlZXJkYg==", "Basic OnBlZXJkYg=="]).await,
-            Err(ApiError::Unauthenticated)
+            Err(ApiError::Unauthenticated { .. })
         ));
     }
 

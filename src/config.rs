@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
 
+use crate::bearer::{BearerConfigError, OAuthConfig};
+
 /// What the environment says, typed.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +20,8 @@ pub struct Config {
     /// `PEERDB_LOGS_DISABLE_AUTH`: for deployments that authorize at API
     /// Gateway.
     pub auth_disabled: bool,
+    /// `PEERDB_OAUTH_*`: bearer tokens, beside the password.
+    pub oauth: Option<OAuthConfig>,
     pub catalog: CatalogConfig,
     pub secrets: SecretRefs,
     pub limits: Limits,
@@ -114,6 +118,8 @@ pub enum ConfigError {
     NoCatalog,
     #[error("set either DATABASE_URL or PEERDB_CATALOG_SECRET_ID, not both")]
     UrlAndSecret,
+    #[error(transparent)]
+    OAuth(#[from] BearerConfigError),
 }
 
 pub const DEFAULT_MAX_PAGE_SIZE: i64 = 1000;
@@ -155,6 +161,7 @@ impl Config {
         Ok(Config {
             api_password: vars.get("PEERDB_PASSWORD").map(Secret),
             auth_disabled: vars.flag("PEERDB_LOGS_DISABLE_AUTH")?,
+            oauth: OAuthConfig::from_vars(|name| vars.get(name))?,
             catalog: CatalogConfig {
                 target,
                 require_tls: vars.flag("PEERDB_CATALOG_REQUIRE_TLS")?,

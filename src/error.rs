@@ -5,11 +5,29 @@
 
 use std::sync::Arc;
 
-use axum::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::bearer::Refusal;
 use crate::catalog::CatalogError;
+
+/// The ways in a 401 names in `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Challenges {
+    pub basic: bool,
+    /// `Some(true)` when a token was presented and refused (RFC 6750's
+    /// `invalid_token`).
+    pub bearer: Option<bool>,
+}
+
+fn unauthenticated_hint(challenges: &Challenges) -> &'static str {
+    match (challenges.basic, challenges.bearer.is_some()) {
+        (true, true) => "HTTP Basic with the PeerDB password, or a bearer token",
+        (false, true) => "a bearer token",
+        _ => "HTTP Basic with the PeerDB password",
+    }
+}
 
 /// Everything that can stop a request, each with the status and gRPC-style
 /// code PeerDB's gateway would answer with.
@@ -18,9 +36,18 @@ pub enum ApiError {
     /// The request is invalid; the message names the field and why.
     #[error("{0}")]
     BadRequest(String),
-    /// Credentials missing, malformed or wrong.
-    #[error("authentication required: HTTP Basic with the PeerDB password")]
-    Unauthenticated,
+    /// Credentials missing, malformed or wrong; a challenge for each way in.
+    #[error("authentication required: {}", unauthenticated_hint(.challenges))]
+    Unauthenticated {
+        challenges: Challenges,
+        /// Why a bearer token was refused, for the log.
+        #[source]
+        refusal: Option<Refusal>,
+    },
+    /// Bearer tokens are configured, but their key set cannot be fetched:
+    /// the token may well be good, so this is not a 401.
+    #[error("the token's signing keys cannot be fetched; try again")]
+    KeySetUnavailable,
     #[error("no such endpoint; POST /api/v1/mirrors/logs or GET /api/v1/mirrors/names")]
     NotFound,
     /// With the methods the endpoint allows.
@@ -55,7 +82,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,7 +90,9 @@ impl ApiError {
             | ApiError::NoPassword
             | ApiError::CatalogCredentials(_)
             | ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::KeySetUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -96,11 +125,27 @@ impl IntoResponse for ApiError {
         let mut response = json_response(self.status(), self.body());
         let headers = response.headers_mut();
         match &self {
-            ApiError::Unauthenticated => {
-                headers.insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="PeerDB", charset="UTF-8""#),
-                );
+            ApiError::Unauthenticated { challenges, .. } => {
+                if challenges.basic {
+                    headers.append(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Basic realm="PeerDB", charset="UTF-8""#),
+                    );
+                }
+                match challenges.bearer {
+                    Some(true) => headers.append(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Bearer realm="PeerDB", error="invalid_token""#),
+                    ),
+                    Some(false) => headers.append(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Bearer realm="PeerDB""#),
+                    ),
+                    None => false,
+                };
+            }
+            ApiError::KeySetUnavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
@@ -169,7 +214,15 @@ mod tests {
     fn each_error_has_the_specs_status_and_code() {
         for (e, status, code) in [
             (ApiError::bad_request("x"), 400, 3),
-            (ApiError::Unauthenticated, 401, 16),
+            (
+                ApiError::Unauthenticated {
+                    challenges: Challenges::default(),
+                    refusal: None,
+                },
+                401,
+                16,
+            ),
+            (ApiError::KeySetUnavailable, 503, 14),
             (ApiError::NotFound, 404, 5),
             (ApiError::MethodNotAllowed("POST"), 405, 12),
             (ApiError::PayloadTooLarge(1), 413, 3),

@@ -129,7 +129,7 @@ async fn log_request(req: Request, next: Next) -> Response {
             warn!(request_id, status, %method, %path, %error, db_ms, total_ms, "request failed")
         }
         Some(e) => {
-            let error = e.to_string();
+            let error = describe(e.as_ref());
             info!(request_id, status, %method, %path, %error, total_ms, "request refused")
         }
         None => info!(

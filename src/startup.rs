@@ -10,6 +10,7 @@ use axum::Router;
 use tracing::{error, warn};
 
 use crate::auth::{Auth, Password, RotatingPassword, WayIn};
+use crate::bearer::{Bearer, BearerConfigError};
 use crate::catalog::{Catalog, SetupError};
 use crate::config::{Config, ConfigError, Limits};
 use crate::error::describe;
@@ -32,6 +33,8 @@ enum StartupError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Catalog(#[from] SetupError),
+    #[error(transparent)]
+    OAuth(#[from] BearerConfigError),
 }
 
 /// The application as the process's environment configures it.
@@ -52,31 +55,48 @@ pub async fn build(config: Result<Config, ConfigError>) -> Router {
 }
 
 async fn app(config: Result<Config, ConfigError>) -> Result<App, StartupError> {
-    let resolved = secrets::resolve(config?).await?;
+    let config = config?;
+    // The key set is fetched beside the secrets: both are on the cold start.
+    let (oauth, connect_timeout) = (config.oauth.clone(), config.catalog.connect_timeout);
+    let bearer = async {
+        match oauth {
+            Some(oauth) => Bearer::new(oauth, connect_timeout).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (resolved, bearer) = tokio::join!(secrets::resolve(config), bearer);
+    let (resolved, bearer) = (resolved?, bearer?);
     let config = resolved.config;
     Ok(App {
-        auth: auth(&config, resolved.password_secret),
+        auth: auth(&config, resolved.password_secret, bearer),
         catalog: Catalog::new(&config.catalog, resolved.catalog_secret)?,
         limits: config.limits,
     })
 }
 
-fn auth(config: &Config, password_secret: Option<PasswordSecret>) -> Auth {
+fn auth(config: &Config, password_secret: Option<PasswordSecret>, bearer: Option<Bearer>) -> Auth {
     if config.auth_disabled {
-        // The password is then not checked, so a secret holding it is not re-read.
+        // Nothing is then checked, so a secret holding the password is not re-read.
         warn!("authentication is disabled (PEERDB_LOGS_DISABLE_AUTH)");
         return Auth::Disabled;
     }
-    let Some(password) = &config.api_password else {
+    let password = config
+        .api_password
+        .as_ref()
+        .map(|password| match password_secret {
+            Some(secret) => WayIn::PasswordSecret(RotatingPassword::new(secret, password.expose())),
+            None => WayIn::Password(Password::new(password.expose())),
+        });
+    let ways: Vec<WayIn> = password
+        .into_iter()
+        .chain(bearer.map(|b| WayIn::Bearer(Box::new(b))))
+        .collect();
+    if ways.is_empty() {
         error!(
-            "no API password: set PEERDB_PASSWORD (or PEERDB_LOGS_DISABLE_AUTH=true when API Gateway \
-             authorizes callers); every request will get a 500 until then"
+            "no API password: set PEERDB_PASSWORD or PEERDB_OAUTH_ISSUER_URL (or PEERDB_LOGS_DISABLE_AUTH=true \
+             when API Gateway authorizes callers); every request will get a 500 until then"
         );
         return Auth::NotConfigured;
-    };
-    let way = match password_secret {
-        Some(secret) => WayIn::PasswordSecret(RotatingPassword::new(secret, password.expose())),
-        None => WayIn::Password(Password::new(password.expose())),
-    };
-    Auth::Required(vec![way])
+    }
+    Auth::Required(ways)
 }

@@ -2,7 +2,11 @@
 //! suite (`tests/api/fuzz_inputs.rs`), which replays the kept inputs.
 
 use lambda_http::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use peerdb_mirror_logs::auth::{self, Password};
+use peerdb_mirror_logs::bearer::{token_of, Bearer, OAuthConfig};
 use peerdb_mirror_logs::error::ApiError;
 use peerdb_mirror_logs::query;
 use peerdb_mirror_logs::request::{self, Cursor};
@@ -35,8 +39,34 @@ pub fn decode(body: &[u8]) {
     assert!(!plan.sql.contains(&format!("${}", plan.params.len() + 1)));
 }
 
+/// An RSA public key made for this and nothing else: whose private key was
+/// never kept, so that no token can be signed by it.
+const PUBLIC_KEY_SET: &str = r#"{"keys":[{"kty":"RSA","kid":"fuzz","use":"sig","e":"AQAB","n":"77YiVrm7RUuori28YD3gmdZJbyLthNR4AI_t3Y-XO5Ndog-1f7DrTQ_u1GaM5_UO296lrIIl68FlWV6NcuIDAEoi8puMA9t-ssPlAUnskPx9d1LZCt9PYtF6cKONMgahvsxXUjtkLpykzlyfnFPdadHFBajUcblb1E-o0CGejy4qb8zU8vGz-EHuQVrJ5kOkg754MTXHYU1UMfy-1UbcKuV71a2BaNGr027fQk-nf7oGzoz1YBNGGX8TGb8pOM4q3hMvjNcckn4AVhKT6vfWLOyFidVyLvPbZE6Idxzy3zXEDwOMcJ2UCC3CrluVhcEjKR1AaIiquB-Yu3RHuY62bQ"}]}"#;
+
+/// Bearer checks against [`PUBLIC_KEY_SET`], on a runtime of their own.
+fn bearer() -> &'static (tokio::runtime::Runtime, Bearer) {
+    static BEARER: OnceLock<(tokio::runtime::Runtime, Bearer)> = OnceLock::new();
+    BEARER.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = OAuthConfig {
+            issuer: "https://idp.example/".into(),
+            keyset_json: Some(PUBLIC_KEY_SET.into()),
+            discovery: false,
+            claim: None,
+        };
+        let bearer = runtime
+            .block_on(Bearer::new(config, Duration::from_secs(1)))
+            .unwrap();
+        (runtime, bearer)
+    })
+}
+
 /// The `Authorization` parser on any header bytes: it lets in only a single
-/// header carrying the password's own credentials. A newline (which no
+/// header carrying the password's own credentials, and no bearer token at
+/// all (nobody holds the key that could sign one). A newline (which no
 /// header value can hold) separates headers, so that several are sent too.
 pub fn authorization(data: &[u8]) {
     let mut headers = HeaderMap::new();
@@ -57,6 +87,13 @@ pub fn authorization(data: &[u8]) {
         assert!(
             values.len() == 1 && values[0].windows(10).any(|w| w == b"OnBlZXJkYg"),
             "let in: {values:?}"
+        );
+    }
+    if let Some(token) = auth::authorization(&headers).and_then(token_of) {
+        let (runtime, bearer) = bearer();
+        assert!(
+            runtime.block_on(bearer.verify(token)).is_err(),
+            "a token let in"
         );
     }
 }

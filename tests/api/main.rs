@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod aws;
+mod bearer;
 mod compression;
 mod decoding;
 mod events;

@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 mod local_server;
 mod pgbouncer;
+pub mod tokens;
 
 pub use local_server::{Server, DOCS_HEAD};
 pub use pgbouncer::PgBouncer;
