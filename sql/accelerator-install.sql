@@ -91,8 +91,14 @@
 
 SET client_min_messages = warning;
 SET statement_timeout = 0;
--- The reader must exist before anything is made.
-SELECT :'reader'::regrole IS NOT NULL AS reader_exists \gset
+-- The reader must exist before anything is made (its name as written:
+-- GRANT below quotes it).
+SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = :'reader') AS reader_exists \gset
+\if :reader_exists
+\else
+  \echo 'no role named' :'reader'
+  DO $$ BEGIN RAISE EXCEPTION 'the reader role does not exist'; END $$;
+\endif
 
 -- A concurrent build that failed leaves an invalid index behind, which
 -- IF NOT EXISTS would keep: drop it first.
