@@ -142,7 +142,8 @@ CREATE TABLE peerdb_stats.mirror_logs_counts (
     bits SMALLINT NOT NULL CHECK (bits IN (16, 22)),
     bucket BIGINT NOT NULL, -- id >> bits
     n BIGINT NOT NULL,
-    PRIMARY KEY (flow_name, error_type, bits, bucket)
+    -- bits first: a width's rows for every name are one range of the key.
+    PRIMARY KEY (bits, flow_name, error_type, bucket)
 ) WITH (fillfactor = 70); -- room for HOT updates of n
 
 -- One function for INSERT, DELETE and UPDATE: the net change per bucket,
@@ -162,16 +163,16 @@ BEGIN
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, count(*)
         FROM new_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
-        ORDER BY 1, 2, 3, 4
-        ON CONFLICT (flow_name, error_type, bits, bucket) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 3, 1, 2, 4 -- the primary key's order
+        ON CONFLICT (bits, flow_name, error_type, bucket) DO UPDATE SET n = c.n + excluded.n;
         RETURN NULL;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, -count(*)
         FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
-        ORDER BY 1, 2, 3, 4
-        ON CONFLICT (flow_name, error_type, bits, bucket) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 3, 1, 2, 4 -- the primary key's order
+        ON CONFLICT (bits, flow_name, error_type, bucket) DO UPDATE SET n = c.n + excluded.n;
         DELETE FROM peerdb_stats.mirror_logs_counts c
         USING (SELECT DISTINCT flow_name, error_type FROM old_rows) k
         WHERE c.flow_name = k.flow_name AND c.error_type = k.error_type AND c.n = 0;
@@ -185,8 +186,8 @@ BEGIN
              (VALUES (16::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
         HAVING sum(r.d) <> 0
-        ORDER BY 1, 2, 3, 4
-        ON CONFLICT (flow_name, error_type, bits, bucket) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 3, 1, 2, 4 -- the primary key's order
+        ON CONFLICT (bits, flow_name, error_type, bucket) DO UPDATE SET n = c.n + excluded.n;
         DELETE FROM peerdb_stats.mirror_logs_counts c
         USING (SELECT DISTINCT flow_name, error_type FROM old_rows) k
         WHERE c.flow_name = k.flow_name AND c.error_type = k.error_type AND c.n = 0;
@@ -210,8 +211,10 @@ $$;
 REVOKE ALL ON FUNCTION peerdb_stats.mirror_logs_count_changes() FROM PUBLIC;
 REVOKE ALL ON FUNCTION peerdb_stats.mirror_logs_count_truncate() FROM PUBLIC;
 
--- The rows already there, read from the new index (index-only where the
--- table is vacuumed).
+-- The rows already there: one hash aggregate over the table (about a
+-- hundred thousand groups at ten million rows; the planner expects far
+-- more, and with the default work_mem spills them all to disk).
+SET LOCAL work_mem = '64MB';
 INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
 SELECT flow_name, error_type, 16, id >> 16, count(*)
 FROM peerdb_stats.flow_errors
