@@ -52,8 +52,9 @@
 -- detection:end
 --
 -- Health check (any role that can read both tables; one statement, so one
--- snapshot; it reads the whole table, so run it off-peak): every bucket of
--- both widths against a real count. One row, 'ok' or how many buckets
+-- snapshot; it reads the whole table, 13 s at ten million rows on two busy
+-- cores, so run it off-peak): every bucket of both widths against a real
+-- count. One row, 'ok' or how many buckets
 -- drifted. For one mirror, add "WHERE flow_name = 'm'" to both sides.
 -- Repair: run this file again.
 -- health-check:begin
@@ -79,8 +80,10 @@
 -- Locks: the two indexes are built without blocking PeerDB (CONCURRENTLY;
 -- a build that failed half-way is dropped and redone on the next run).
 -- The summary is then built in one transaction holding SHARE ROW EXCLUSIVE
--- on flow_errors: reads go on, PeerDB's inserts wait (they do not fail)
--- until it commits, a few seconds per ten million rows.
+-- on flow_errors: reads go on, PeerDB's inserts wait (they do not fail,
+-- unless PeerDB's session has a lock or statement timeout) until it
+-- commits: 5 to 12 s per ten million rows, measured on two busy cores.
+-- The index builds before it took 45 s (btree) and 15 s (BRIN) there.
 
 \set ON_ERROR_STOP on
 \if :{?reader}
