@@ -824,3 +824,41 @@ async fn a_disabled_trigger_is_detected_and_reinstalling_repairs_the_summary() {
     );
     catalog.assert_exact("after reinstalling").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn installing_while_peerdb_writes_misses_and_doubles_no_row() {
+    let catalog = Catalog::new("live_install", COARSE - 30_000, 20_000, 5).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for session in 0..4u64 {
+        let writer = catalog.connect_as(WRITER).await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut dice = Dice(0x2545_f491_4f6c_dd1d ^ (session + 1));
+            let mut written = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mirror = MIRRORS[dice.below(MIRRORS.len() as u64) as usize];
+                let level = LEVELS[dice.below(LEVELS.len() as u64) as usize];
+                writer
+                    .execute(PEERDB_INSERT, &[&mirror, &"during install", &level])
+                    .await
+                    .unwrap();
+                written += 1;
+            }
+            written
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    catalog.install().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.unwrap();
+    }
+    assert!(written > 0);
+    assert_eq!(catalog.rows().await, 20_000 + written as i64);
+    catalog
+        .assert_exact("after installing while PeerDB wrote")
+        .await;
+}
