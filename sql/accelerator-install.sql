@@ -15,7 +15,7 @@
 --   mirror_logs_time_brin  BRIN (error_timestamp) on flow_errors, for time
 --       ranges (rows are inserted in time order). Built CONCURRENTLY.
 --   mirror_logs_counts  the summary: rows per (flow_name, error_type,
---       bucket) at two bucket widths, bits = 16 (ids id >> 16, 65,536 ids
+--       bucket) at two bucket widths, bits = 16 (bucket = id >> 16, 65,536 ids
 --       wide) and bits = 22 (4,194,304 ids wide, 64 fine buckets each).
 --   mirror_logs_count_changes(), mirror_logs_count_truncate()  the trigger
 --       functions (SECURITY DEFINER, so that PeerDB's inserts work whatever
