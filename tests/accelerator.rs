@@ -1,0 +1,864 @@
+//! The accelerator (`sql/accelerator-install.sql`, `sql/accelerator-uninstall.sql`)
+//! against a real throwaway Postgres holding PeerDB's exact schema: the SQL
+//! files run through `psql -f` as the catalog's owner runs them, PeerDB
+//! writes as a role of its own with only `INSERT`, and after every change
+//! the summary is compared bucket by bucket with `count(*)` on the table,
+//! and the counts the function will derive from it (`total`, and the rows
+//! newer than an id) with the same counts taken on the table.
+//!
+//! One server per run, a database per test.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use testkit::{provision, seed, ThrowawayPg, SUPERUSER};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+/// Owns PeerDB's schema and table, and runs the SQL files.
+const OWNER: &str = "catalog_owner";
+/// The role PeerDB writes as: `INSERT` on the table, nothing else.
+const WRITER: &str = "peerdb_writer";
+/// The function's role: `SELECT` only.
+const READER: &str = "logs_reader";
+const PASSWORD: &str = "secret-pw";
+
+/// PeerDB's own statement (flow/alerting/alerting.go, `InsertFlowLog`).
+const PEERDB_INSERT: &str =
+    "INSERT INTO peerdb_stats.flow_errors(flow_name,error_message,error_type) VALUES($1,$2,$3)";
+
+const INSTALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/accelerator-install.sql");
+const UNINSTALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/accelerator-uninstall.sql");
+const INSTALL_TEXT: &str = include_str!("../sql/accelerator-install.sql");
+
+/// 2^22, the coarse bucket width: tests start ids just below it, so that
+/// their rows cross buckets of both widths.
+const COARSE: i64 = 1 << 22;
+
+struct Server {
+    pg: ThrowawayPg,
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let pg = ThrowawayPg::start(&["max_connections=200"]).expect("start a throwaway Postgres");
+        let url = pg.url(SUPERUSER, "postgres");
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let admin = connect(&url).await;
+                    for role in [OWNER, WRITER, READER] {
+                        admin
+                            .batch_execute(&format!(
+                                "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"
+                            ))
+                            .await
+                            .unwrap();
+                    }
+                })
+        })
+        .join()
+        .unwrap();
+        Server { pg }
+    })
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own with PeerDB's schema, owned by [`OWNER`].
+struct Catalog {
+    db: String,
+    owner: Client,
+}
+
+impl Catalog {
+    /// PeerDB's schema, its ids starting at `first_id`, and `rows` seeded
+    /// log lines over `mirrors` mirrors.
+    async fn new(name: &str, first_id: i64, rows: i64, mirrors: i32) -> Catalog {
+        let server = server();
+        let db = format!("acc_{name}");
+        let admin = connect(&server.pg.url(SUPERUSER, "postgres")).await;
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {db}"),
+            format!("CREATE DATABASE {db} OWNER {OWNER}"),
+        ] {
+            admin.batch_execute(&statement).await.unwrap();
+        }
+        let catalog = Catalog {
+            owner: connect(&url(OWNER, &db)).await,
+            db,
+        };
+        provision(&catalog.owner, READER, PASSWORD).await.unwrap();
+        catalog
+            .owner
+            .batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA peerdb_stats TO {WRITER};
+                 GRANT INSERT ON peerdb_stats.flow_errors TO {WRITER};
+                 ALTER TABLE peerdb_stats.flow_errors ALTER COLUMN id RESTART WITH {first_id};"
+            ))
+            .await
+            .unwrap();
+        if rows > 0 {
+            // seed ends with a CHECKPOINT, which needs the superuser.
+            let superuser = connect(&url(SUPERUSER, &catalog.db)).await;
+            seed(&superuser, rows, mirrors).await.unwrap();
+        }
+        catalog
+    }
+
+    async fn connect_as(&self, role: &str) -> Client {
+        connect(&url(role, &self.db)).await
+    }
+
+    /// Runs a SQL file as the catalog's owner does; its output on failure.
+    async fn psql(&self, file: &str, reader: Option<&str>) -> Result<(), String> {
+        let mut command = tokio::process::Command::new("psql");
+        command
+            .args(["-X", "-q", "-d", &url(OWNER, &self.db), "-f", file])
+            .env("PGPASSWORD", PASSWORD)
+            .stdin(Stdio::null());
+        if let Some(reader) = reader {
+            command.args(["-v", &format!("reader={reader}")]);
+        }
+        let out = command.output().await.expect("run psql");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "psql -f {} failed ({}): {}{}",
+                Path::new(file).file_name().unwrap().to_string_lossy(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    async fn install(&self) {
+        self.psql(INSTALL, Some(READER)).await.unwrap();
+    }
+
+    async fn uninstall(&self) {
+        self.psql(UNINSTALL, None).await.unwrap();
+    }
+
+    async fn rows(&self) -> i64 {
+        self.owner
+            .query_one("SELECT count(*) FROM peerdb_stats.flow_errors", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The health check, as the install file documents it.
+    async fn health(&self, client: &Client) -> String {
+        client
+            .query_one(&documented("health-check"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The summary equals the table: every bucket of both widths, and the
+    /// counts the function derives (`total`, rows newer than an id) for
+    /// every name and level, all names, all levels, at ids across the table.
+    async fn assert_exact(&self, when: &str) {
+        let c = &self.owner;
+        let differing: i64 = c
+            .query_one(
+                "WITH actual AS (
+                     SELECT flow_name, error_type, b.bits::smallint AS bits, id >> b.bits AS bucket, count(*) AS n
+                     FROM peerdb_stats.flow_errors, (VALUES (16), (22)) b(bits) GROUP BY 1, 2, 3, 4),
+                 kept AS (SELECT flow_name, error_type, bits, bucket, n FROM peerdb_stats.mirror_logs_counts)
+                 SELECT count(*) FROM ((TABLE actual EXCEPT ALL TABLE kept) UNION ALL (TABLE kept EXCEPT ALL TABLE actual)) d",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            differing, 0,
+            "{when}: summary buckets differ from the table"
+        );
+        assert_eq!(self.health(c).await, "ok", "{when}: the health check");
+
+        let names: Vec<String> = c
+            .query(
+                "SELECT DISTINCT flow_name FROM peerdb_stats.flow_errors",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut sets: Vec<(Vec<String>, Option<&str>)> = vec![(names.clone(), None)];
+        for level in ["info", "warn", "error"] {
+            sets.push((names.clone(), Some(level)));
+        }
+        for name in names.iter().take(3) {
+            sets.push((vec![name.clone()], Some("error")));
+            sets.push((vec![name.clone()], None));
+        }
+        let ids: Vec<i64> = c
+            .query(
+                "SELECT x FROM (SELECT min(id), max(id) FROM peerdb_stats.flow_errors) m(lo, hi),
+                        LATERAL (VALUES (lo - 1), (lo), (hi), (hi + 1), ((lo + hi) / 2)) v(x)
+                 WHERE x IS NOT NULL
+                 UNION ALL VALUES ($1::int8 - 1), ($1), ($1 + 65535), ($1 + 65536)
+                 UNION ALL (SELECT id FROM peerdb_stats.flow_errors TABLESAMPLE BERNOULLI (5) REPEATABLE (7) LIMIT 6)",
+                &[&COARSE],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (names, level) in &sets {
+            let row = c
+                .query_one(
+                    "SELECT (SELECT coalesce(sum(n), 0)::int8 FROM peerdb_stats.mirror_logs_counts
+                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2) AND bits = 22),
+                            (SELECT count(*) FROM peerdb_stats.flow_errors
+                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2))",
+                    &[names, level],
+                )
+                .await
+                .unwrap();
+            let (kept, actual): (i64, i64) = (row.get(0), row.get(1));
+            assert_eq!(kept, actual, "{when}: total for {names:?} {level:?}");
+            // The rows newer than x as the function will count them: whole
+            // coarse buckets above x's, whole fine buckets above x's inside
+            // x's coarse bucket, and the index inside x's fine bucket.
+            for row in c
+                .query(
+                    "SELECT x,
+                            (SELECT coalesce(sum(n), 0)::int8 FROM peerdb_stats.mirror_logs_counts
+                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2)
+                               AND (bits = 22 AND bucket > x >> 22
+                                    OR bits = 16 AND bucket > x >> 16 AND bucket < ((x >> 22) + 1) << 6))
+                          + (SELECT count(*) FROM peerdb_stats.flow_errors
+                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2)
+                               AND id > x AND id < ((x >> 16) + 1) << 16),
+                            (SELECT count(*) FROM peerdb_stats.flow_errors
+                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2) AND id > x)
+                     FROM unnest($3::int8[]) x",
+                    &[names, level, &ids],
+                )
+                .await
+                .unwrap()
+            {
+                let (x, kept, actual): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                assert_eq!(kept, actual, "{when}: rows newer than {x} for {names:?} {level:?}");
+            }
+        }
+    }
+}
+
+fn url(role: &str, db: &str) -> String {
+    let base = server().pg.url(role, db);
+    if role == SUPERUSER {
+        base
+    } else {
+        base.replacen(&format!("{role}@"), &format!("{role}:{PASSWORD}@"), 1)
+    }
+}
+
+/// A query the install file documents in its header, between
+/// `-- <name>:begin` and `-- <name>:end`, so that what operators and the
+/// function are told to run is what is tested.
+fn documented(name: &str) -> String {
+    let begin = format!("-- {name}:begin\n");
+    let end = format!("-- {name}:end\n");
+    let from = INSTALL_TEXT.find(&begin).expect("begin marker") + begin.len();
+    let to = INSTALL_TEXT.find(&end).expect("end marker");
+    INSTALL_TEXT[from..to]
+        .lines()
+        .map(|l| l.strip_prefix("--").expect("a comment line").trim_start())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What the catalog holds beyond PostgreSQL's own schemas: every relation
+/// (with its kind and grants; TOAST tables by kind, their names carry an
+/// oid), function, trigger and index, and the table's columns.
+async fn catalog_objects(c: &Client) -> Vec<String> {
+    c.query(
+        "SELECT 'class ' || n.nspname || '.' || regexp_replace(c.relname, '^pg_toast_[0-9]+', 'pg_toast_<oid>')
+                || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, '')
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+         UNION ALL
+         SELECT 'schema ' || nspname || ' ' || coalesce(nspacl::text, '') FROM pg_namespace
+         UNION ALL
+         SELECT 'proc ' || p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+         UNION ALL
+         SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text FROM pg_trigger
+         UNION ALL
+         SELECT 'index ' || pg_get_indexdef(indexrelid) || ' ' || indisvalid FROM pg_index
+         WHERE indrelid = 'peerdb_stats.flow_errors'::regclass
+         UNION ALL
+         SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull || ' ' || attidentity::text
+                || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = 'peerdb_stats.flow_errors'::regclass AND a.attnum > 0
+         ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// PeerDB's own part of it: the table's columns and PeerDB's two indexes.
+async fn peerdb_objects(c: &Client) -> Vec<String> {
+    catalog_objects(c)
+        .await
+        .into_iter()
+        .filter(|o| {
+            o.starts_with("column ")
+                || o.contains("flow_errors_pkey")
+                || o.contains("idx_flow_errors_flow_name")
+        })
+        .collect()
+}
+
+async fn rows_digest(c: &Client) -> String {
+    c.query_one(
+        "SELECT count(*) || ' ' || coalesce(md5(string_agg(f::text, E'\\n' ORDER BY id)), '')
+         FROM peerdb_stats.flow_errors f",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// A small deterministic generator (xorshift), so that runs repeat.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const MIRRORS: [&str; 5] = [
+    "orders_cdc",
+    "users_to_snowflake",
+    "clone_orders_cdc_public.orders",
+    "events_to_clickhouse",
+    "billing_to_bigquery",
+];
+const LEVELS: [&str; 3] = ["info", "warn", "error"];
+
+#[tokio::test]
+async fn installing_on_a_catalog_that_already_holds_rows_counts_them_exactly() {
+    let catalog = Catalog::new("seeded", COARSE - 60_000, 120_000, 20).await;
+    catalog.install().await;
+    catalog.assert_exact("after install").await;
+    let summary_rows: i64 = catalog
+        .owner
+        .query_one("SELECT count(*) FROM peerdb_stats.mirror_logs_counts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(summary_rows > 0);
+}
+
+#[tokio::test]
+async fn installing_twice_is_harmless_and_leaves_one_of_everything() {
+    let catalog = Catalog::new("twice", COARSE - 20_000, 40_000, 10).await;
+    catalog.install().await;
+    let once = catalog_objects(&catalog.owner).await;
+    catalog.install().await;
+    assert_eq!(catalog_objects(&catalog.owner).await, once);
+    catalog.assert_exact("after the second install").await;
+    let marker: Vec<(i32, i16, i16)> = catalog
+        .owner
+        .query(
+            "SELECT version, fine_bits, coarse_bits FROM peerdb_stats.mirror_logs_accelerator",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(marker, [(1, 16, 22)]);
+    // And rows written between the two still count once.
+    let writer = catalog.connect_as(WRITER).await;
+    writer
+        .execute(PEERDB_INSERT, &[&"orders_cdc", &"between", &"info"])
+        .await
+        .unwrap();
+    catalog.install().await;
+    catalog.assert_exact("after a third install").await;
+}
+
+#[tokio::test]
+async fn uninstall_removes_every_object_it_made_and_leaves_peerdb_untouched() {
+    let catalog = Catalog::new("uninstall", 1, 30_000, 10).await;
+    let before = catalog_objects(&catalog.owner).await;
+    let peerdb_before = peerdb_objects(&catalog.owner).await;
+    let rows_before = rows_digest(&catalog.owner).await;
+
+    catalog.install().await;
+    assert_eq!(peerdb_objects(&catalog.owner).await, peerdb_before);
+    assert_eq!(rows_digest(&catalog.owner).await, rows_before);
+    let added: Vec<String> = catalog_objects(&catalog.owner)
+        .await
+        .into_iter()
+        .filter(|o| !before.contains(o))
+        .collect();
+    assert!(
+        added.iter().any(|o| o.contains("mirror_logs_counts")),
+        "{added:#?}"
+    );
+
+    catalog.uninstall().await;
+    assert_eq!(catalog_objects(&catalog.owner).await, before);
+    assert_eq!(rows_digest(&catalog.owner).await, rows_before);
+    // Harmless again, and PeerDB's insert still works without it.
+    catalog.uninstall().await;
+    assert_eq!(catalog_objects(&catalog.owner).await, before);
+    let writer = catalog.connect_as(WRITER).await;
+    writer
+        .execute(PEERDB_INSERT, &[&"orders_cdc", &"after", &"warn"])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn install_without_a_reader_role_fails_and_makes_nothing() {
+    let catalog = Catalog::new("no_reader", 1, 1_000, 5).await;
+    let before = catalog_objects(&catalog.owner).await;
+    let missing = catalog.psql(INSTALL, None).await.unwrap_err();
+    assert!(missing.contains("reader"), "{missing}");
+    let unknown = catalog
+        .psql(INSTALL, Some("no_such_role"))
+        .await
+        .unwrap_err();
+    assert!(unknown.contains("no_such_role"), "{unknown}");
+    assert_eq!(catalog_objects(&catalog.owner).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_sessions_inserting_at_once_with_deletes_lose_no_count() {
+    let catalog = Catalog::new("concurrent", COARSE - 4_000, 2_000, 5).await;
+    catalog.install().await;
+    let start = catalog.rows().await;
+    let mut sessions = Vec::new();
+    for session in 0..16u64 {
+        let writer = catalog.connect_as(WRITER).await;
+        sessions.push(tokio::spawn(async move {
+            let insert = writer.prepare(PEERDB_INSERT).await.unwrap();
+            let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ (session + 1));
+            for i in 0..500 {
+                // Few mirrors and levels: sessions collide on the same buckets.
+                let mirror = MIRRORS[dice.below(MIRRORS.len() as u64) as usize];
+                let level = LEVELS[dice.below(LEVELS.len() as u64) as usize];
+                writer
+                    .execute(
+                        &insert,
+                        &[&mirror, &format!("line {i} of {session}"), &level],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    // An operator purging at the same time, by id range and by mirror.
+    let operator = catalog.connect_as(OWNER).await;
+    let purge = tokio::spawn(async move {
+        let mut deleted = 0u64;
+        for round in 0..40 {
+            let statement = if round % 4 == 3 {
+                "DELETE FROM peerdb_stats.flow_errors WHERE flow_name = 'users_to_snowflake' AND id % 3 = 0"
+            } else {
+                "DELETE FROM peerdb_stats.flow_errors
+                 WHERE id IN (SELECT id FROM peerdb_stats.flow_errors ORDER BY random() LIMIT 25)"
+            };
+            deleted += operator.execute(statement, &[]).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        deleted
+    });
+    for session in sessions {
+        session.await.unwrap();
+    }
+    let deleted = purge.await.unwrap() as i64;
+    assert!(deleted > 0);
+    assert_eq!(catalog.rows().await, start + 16 * 500 - deleted);
+    catalog
+        .assert_exact("after 16 sessions × 500 inserts and deletes")
+        .await;
+}
+
+#[tokio::test]
+async fn multi_row_inserts_are_counted_across_buckets() {
+    let catalog = Catalog::new("multi_row", COARSE - 70_000, 0, 1).await;
+    catalog.install().await;
+    catalog
+        .owner
+        .batch_execute(
+            "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
+             SELECT (ARRAY['a', 'b', 'c', 'clone_a'])[g % 4 + 1], 'm' || g, (ARRAY['info', 'warn', 'error'])[g % 3 + 1]
+             FROM generate_series(1, 140000) g;
+             INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
+             VALUES ('a', 'x', 'info'), ('a', 'y', 'info'), ('d', 'z', 'error');",
+        )
+        .await
+        .unwrap();
+    catalog
+        .assert_exact("after INSERT ... SELECT and VALUES lists")
+        .await;
+    // A rolled-back insert counts nothing.
+    catalog
+        .owner
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
+             SELECT 'e', 'gone', 'warn' FROM generate_series(1, 500);
+             ROLLBACK;",
+        )
+        .await
+        .unwrap();
+    catalog.assert_exact("after a rolled-back insert").await;
+}
+
+#[tokio::test]
+async fn deletes_a_rolled_back_delete_and_truncate_keep_counts_exact() {
+    let catalog = Catalog::new("deletes", COARSE - 50_000, 100_000, 10).await;
+    catalog.install().await;
+    let c = &catalog.owner;
+    let (lo, hi): (i64, i64) = {
+        let r = c
+            .query_one("SELECT min(id), max(id) FROM peerdb_stats.flow_errors", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    c.execute(
+        "DELETE FROM peerdb_stats.flow_errors WHERE id BETWEEN $1 AND $2",
+        &[&(lo + 10_000), &(lo + 60_000)],
+    )
+    .await
+    .unwrap();
+    catalog.assert_exact("after a DELETE by id range").await;
+
+    let mirror: String = c
+        .query_one(
+            "SELECT flow_name FROM peerdb_stats.flow_errors GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.execute(
+        "DELETE FROM peerdb_stats.flow_errors WHERE flow_name = $1",
+        &[&mirror],
+    )
+    .await
+    .unwrap();
+    catalog.assert_exact("after a DELETE of a mirror").await;
+    let left: i64 = c
+        .query_one(
+            "SELECT count(*) FROM peerdb_stats.mirror_logs_counts WHERE flow_name = $1",
+            &[&mirror],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "a deleted mirror leaves no empty buckets behind");
+
+    c.batch_execute(&format!(
+        "BEGIN;
+         DELETE FROM peerdb_stats.flow_errors WHERE id > {};
+         ROLLBACK;",
+        hi - 30_000
+    ))
+    .await
+    .unwrap();
+    catalog.assert_exact("after a rolled-back DELETE").await;
+
+    c.batch_execute(
+        "BEGIN;
+         DELETE FROM peerdb_stats.flow_errors WHERE error_type = 'info' AND id % 2 = 0;
+         INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
+         SELECT 'orders_cdc', 'in the same transaction', 'info' FROM generate_series(1, 300);
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    catalog
+        .assert_exact("after a DELETE and INSERT in one transaction")
+        .await;
+
+    c.batch_execute("BEGIN; TRUNCATE peerdb_stats.flow_errors; ROLLBACK;")
+        .await
+        .unwrap();
+    catalog.assert_exact("after a rolled-back TRUNCATE").await;
+
+    c.batch_execute("TRUNCATE peerdb_stats.flow_errors")
+        .await
+        .unwrap();
+    catalog.assert_exact("after TRUNCATE").await;
+    let summary_rows: i64 = c
+        .query_one("SELECT count(*) FROM peerdb_stats.mirror_logs_counts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(summary_rows, 0);
+
+    let writer = catalog.connect_as(WRITER).await;
+    for (i, level) in LEVELS.iter().cycle().take(30).enumerate() {
+        writer
+            .execute(PEERDB_INSERT, &[&MIRRORS[i % 5], &"after truncate", level])
+            .await
+            .unwrap();
+    }
+    catalog
+        .assert_exact("after inserts following TRUNCATE")
+        .await;
+}
+
+#[tokio::test]
+async fn updates_moving_rows_between_mirrors_levels_or_ids_keep_counts_exact() {
+    let catalog = Catalog::new("updates", COARSE - 30_000, 60_000, 8).await;
+    catalog.install().await;
+    let c = &catalog.owner;
+    c.batch_execute(
+        "UPDATE peerdb_stats.flow_errors SET flow_name = 'renamed_mirror' WHERE id % 7 = 0;
+         UPDATE peerdb_stats.flow_errors SET error_type = 'error' WHERE error_type = 'warn' AND id % 2 = 0;",
+    )
+    .await
+    .unwrap();
+    catalog
+        .assert_exact("after UPDATEs of flow_name and error_type")
+        .await;
+    // A new id moves a row to the newest bucket.
+    c.batch_execute("UPDATE peerdb_stats.flow_errors SET id = DEFAULT WHERE id % 11 = 0")
+        .await
+        .unwrap();
+    catalog
+        .assert_exact("after UPDATE ... SET id = DEFAULT")
+        .await;
+    let before: Vec<String> = c
+        .query(
+            "SELECT format('%s %s %s %s', flow_name, error_type, bits, bucket) || ' ' || n
+             FROM peerdb_stats.mirror_logs_counts ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    c.batch_execute("UPDATE peerdb_stats.flow_errors SET ack = true")
+        .await
+        .unwrap();
+    let after: Vec<String> = c
+        .query(
+            "SELECT format('%s %s %s %s', flow_name, error_type, bits, bucket) || ' ' || n
+             FROM peerdb_stats.mirror_logs_counts ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(after, before, "an UPDATE of ack changes no count");
+}
+
+#[tokio::test]
+async fn the_reader_can_read_the_summary_and_marker_but_not_write_them() {
+    let catalog = Catalog::new("reader", 1, 5_000, 5).await;
+    catalog.install().await;
+    let reader = catalog.connect_as(READER).await;
+    let total: i64 = reader
+        .query_one(
+            "SELECT sum(n)::int8 FROM peerdb_stats.mirror_logs_counts WHERE bits = 22",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, catalog.rows().await);
+    let found = reader
+        .query_one(
+            "SELECT to_regclass('peerdb_stats.mirror_logs_accelerator') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(found.get::<_, bool>(0));
+    let detected = reader.query(&documented("detection"), &[]).await.unwrap();
+    assert_eq!(detected.len(), 1);
+    assert_eq!(detected[0].get::<_, i32>("version"), 1);
+    assert_eq!(catalog.health(&reader).await, "ok");
+
+    for statement in [
+        "INSERT INTO peerdb_stats.mirror_logs_counts VALUES ('x', 'info', 16, 0, 1)",
+        "UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1",
+        "DELETE FROM peerdb_stats.mirror_logs_counts",
+        "TRUNCATE peerdb_stats.mirror_logs_counts",
+        "UPDATE peerdb_stats.mirror_logs_accelerator SET version = 2",
+        "DELETE FROM peerdb_stats.mirror_logs_accelerator",
+        "DROP TABLE peerdb_stats.mirror_logs_counts",
+        "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type) VALUES ('x', 'y', 'info')",
+    ] {
+        let err = reader.batch_execute(statement).await.unwrap_err();
+        assert!(
+            matches!(
+                err.code(),
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+            ),
+            "{statement}: {err:?}"
+        );
+    }
+    catalog.assert_exact("after the reader's attempts").await;
+}
+
+#[tokio::test]
+async fn peerdbs_own_insert_works_unchanged_for_a_role_with_only_insert() {
+    let catalog = Catalog::new("peerdb_insert", 1, 0, 1).await;
+    let writer = catalog.connect_as(WRITER).await;
+    writer
+        .execute(PEERDB_INSERT, &[&"orders_cdc", &"before install", &"info"])
+        .await
+        .unwrap();
+    catalog.install().await;
+    // A new session and a pooled one that prepared the statement before.
+    let fresh = catalog.connect_as(WRITER).await;
+    for client in [&writer, &fresh] {
+        let inserted = client
+            .execute(
+                PEERDB_INSERT,
+                &[
+                    &"orders_cdc",
+                    &"failed to sync: ERROR: deadlock detected",
+                    &"error",
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(inserted, 1);
+    }
+    let stored: Vec<(String, String, bool)> = catalog
+        .owner
+        .query(
+            "SELECT flow_name, error_type, ack FROM peerdb_stats.flow_errors ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(stored.len(), 3);
+    assert!(stored.iter().all(|(f, _, ack)| f == "orders_cdc" && !ack));
+    catalog.assert_exact("after PeerDB's inserts").await;
+}
+
+#[tokio::test]
+async fn a_disabled_trigger_is_detected_and_reinstalling_repairs_the_summary() {
+    let catalog = Catalog::new("drift", 1, 5_000, 5).await;
+    catalog.install().await;
+    let reader = catalog.connect_as(READER).await;
+    let c = &catalog.owner;
+    c.batch_execute(
+        "ALTER TABLE peerdb_stats.flow_errors DISABLE TRIGGER mirror_logs_count_inserts",
+    )
+    .await
+    .unwrap();
+    assert!(
+        reader
+            .query(&documented("detection"), &[])
+            .await
+            .unwrap()
+            .is_empty(),
+        "a disabled trigger: the function must not use the summary"
+    );
+    c.batch_execute(
+        "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type)
+         SELECT 'orders_cdc', 'uncounted', 'warn' FROM generate_series(1, 7)",
+    )
+    .await
+    .unwrap();
+    let health = catalog.health(&reader).await;
+    assert!(health.starts_with("drifted"), "{health}");
+    assert!(health.contains("7 rows miscounted"), "{health}");
+
+    c.batch_execute(
+        "ALTER TABLE peerdb_stats.flow_errors ENABLE TRIGGER mirror_logs_count_inserts",
+    )
+    .await
+    .unwrap();
+    catalog.install().await;
+    assert_eq!(
+        reader
+            .query(&documented("detection"), &[])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    catalog.assert_exact("after reinstalling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn installing_while_peerdb_writes_misses_and_doubles_no_row() {
+    let catalog = Catalog::new("live_install", COARSE - 30_000, 20_000, 5).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for session in 0..4u64 {
+        let writer = catalog.connect_as(WRITER).await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut dice = Dice(0x2545_f491_4f6c_dd1d ^ (session + 1));
+            let mut written = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mirror = MIRRORS[dice.below(MIRRORS.len() as u64) as usize];
+                let level = LEVELS[dice.below(LEVELS.len() as u64) as usize];
+                writer
+                    .execute(PEERDB_INSERT, &[&mirror, &"during install", &level])
+                    .await
+                    .unwrap();
+                written += 1;
+            }
+            written
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    catalog.install().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.unwrap();
+    }
+    assert!(written > 0);
+    assert_eq!(catalog.rows().await, 20_000 + written as i64);
+    catalog
+        .assert_exact("after installing while PeerDB wrote")
+        .await;
+}
