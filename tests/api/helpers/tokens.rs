@@ -1,7 +1,9 @@
 //! Bearer tokens for the tests: real RSA and EC P-256 keys made with the
 //! `openssl` CLI, tokens signed with jsonwebtoken, and a key set served on
 //! 127.0.0.1 by a tiny server that can change the set, count fetches, fail
-//! and hang. Shared by tests/api and tests/bearer.rs (the module's own).
+//! and hang. Shared by tests/api and tests/bearer.rs (the module's own),
+//! each of which uses a part of it.
+#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
