@@ -114,10 +114,9 @@ async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let request_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
+    let context = req.lambda_context_ref();
+    let request_id = context.map(|c| c.request_id.clone()).unwrap_or_default();
+    let trace_id = context.and_then(|c| c.xray_trace_id.clone());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let total_ms = millis(started.elapsed());
@@ -126,14 +125,15 @@ async fn log_request(req: Request, next: Next) -> Response {
     match response.extensions().get::<Arc<ApiError>>() {
         Some(e) if response.status().is_server_error() => {
             let error = describe(e.as_ref());
-            warn!(request_id, status, %method, %path, %error, db_ms, total_ms, "request failed")
+            warn!(request_id, trace_id, status, %method, %path, %error, db_ms, total_ms, "request failed")
         }
         Some(e) => {
             let error = describe(e.as_ref());
-            info!(request_id, status, %method, %path, %error, total_ms, "request refused")
+            info!(request_id, trace_id, status, %method, %path, %error, total_ms, "request refused")
         }
         None => info!(
             request_id,
+            trace_id,
             status,
             rows = outcome.map(|o| o.rows),
             total = outcome.map(|o| o.total),

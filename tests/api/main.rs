@@ -16,6 +16,7 @@ mod ignored;
 mod lambda_watch;
 mod limits;
 mod local_mode;
+mod log_line;
 mod names;
 mod paging;
 mod pgbouncer;
