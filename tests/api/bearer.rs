@@ -230,3 +230,55 @@ async fn with_discovery_a_key_set_down_is_a_503_in_time_and_tokens_get_in_once_i
     assert_eq!(reply.status, 200, "{}", reply.json);
     assert_eq!(reply.json["errors"][0]["id"], Value::from(5));
 }
+
+#[tokio::test]
+async fn the_real_binary_lets_good_tokens_in_and_writes_no_token_anywhere() {
+    let catalog = seeded().await;
+    let k = keys();
+    let set = jwks(&[&k.rsa_a, &k.ec_a]).to_string();
+    let url = catalog.reader_url();
+    let server = Server::start(&[
+        ("DATABASE_URL", &url),
+        ("PEERDB_PASSWORD", ""),
+        ("PEERDB_OAUTH_ISSUER_URL", ISSUER),
+        ("PEERDB_OAUTH_KEYSET_JSON", &set),
+        // Everything the function and its crates log.
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+    ]);
+    let good = [k.rsa_a.sign(&claims(ISSUER)), k.ec_a.sign(&claims(ISSUER))];
+    let bad = [
+        k.rsa_a.sign(&with(claims(ISSUER), "exp", json!(now() - 5))),
+        k.rsa_b.sign(&claims(ISSUER)),
+        format!("{}x", good[0]),
+    ];
+    let head = |token: &str| {
+        format!("POST /api/v1/mirrors/logs HTTP/1.1\r\nAuthorization: Bearer {token}")
+    };
+    for token in &good {
+        let (status, json) = server.request(&head(token), br#"{"numPerPage": 1}"#).await;
+        assert_eq!(
+            (status, json["errors"][0]["id"].as_i64()),
+            (200, Some(5)),
+            "{json}"
+        );
+    }
+    for token in &bad {
+        let (status, json) = server.request(&head(token), br#"{"numPerPage": 1}"#).await;
+        assert_eq!((status, json["code"].as_i64()), (401, Some(16)), "{json}");
+        let body = json.to_string();
+        assert!(
+            token.split('.').all(|part| !body.contains(part)),
+            "a token in a body: {body}"
+        );
+    }
+    let log = server.terminate().join("\n");
+    assert!(
+        log.contains("request served") && log.contains("the token has expired"),
+        "{log}"
+    );
+    for token in good.iter().chain(&bad) {
+        for part in token.split('.') {
+            assert!(!log.contains(part), "a token's part in the output");
+        }
+    }
+}
