@@ -49,6 +49,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
+use crate::error::describe;
+
 /// Tokens longer than this (8 KiB) are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -562,21 +564,6 @@ impl Discovery {
         }
         Ok(set)
     }
-}
-
-/// The error and its causes on one line.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// The client for `url` (already checked by [`discovery_url`]): the
