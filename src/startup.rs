@@ -1,6 +1,7 @@
 //! Start-up, in one place, for the Lambda binary, local mode and the tests
-//! alike: the configuration read once, the secrets it names resolved, and
-//! the application built from them. Nothing here connects to the catalog:
+//! alike: the configuration read once, the secrets it names resolved (and,
+//! beside them, the bearer tokens' key set fetched), and the application
+//! built from them. Nothing here connects to the catalog:
 //! the pool connects on the first request, so a catalog down at start is a
 //! 503 per request until it is up.
 
@@ -18,10 +19,10 @@ use crate::route;
 use crate::secrets::{self, PasswordSecret, SecretsError};
 
 /// The state every request borrows, built once per execution environment.
-pub struct App {
-    pub auth: Auth,
-    pub catalog: Catalog,
-    pub limits: Limits,
+pub(crate) struct App {
+    pub(crate) auth: Auth,
+    pub(crate) catalog: Catalog,
+    pub(crate) limits: Limits,
 }
 
 /// Why the configuration cannot be used.
