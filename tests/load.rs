@@ -110,12 +110,13 @@ async fn run(args: Args) {
         // 2 s that suit Lambda, where an instance serves one at a time.
         .env("PEERDB_CATALOG_POOL_TIMEOUT_MS", "60000")
         .env("PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        // Local mode logs on stderr (stdout says where to send requests).
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = server.id();
-    let log = drain_log(server.stdout.take().unwrap());
+    let log = drain_log(server.stderr.take().unwrap());
     tokio::time::timeout(Duration::from_secs(30), async {
         while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -446,11 +447,11 @@ async fn roundtrip(
 
 /// Reads the server's log lines as they come (a full pipe would stall
 /// it): how many, and those that are not INFO.
-fn drain_log(stdout: std::process::ChildStdout) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+fn drain_log(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<(usize, Vec<String>)> {
     std::thread::spawn(move || {
         let mut served = 0;
         let mut problems = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("request served") {
                 served += 1;
             } else if line.contains("WARN") || line.contains("ERROR") {
