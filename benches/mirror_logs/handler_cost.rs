@@ -95,9 +95,13 @@ async fn one_page_catalog(pg: &ThrowawayPg) -> String {
              SELECT 702169 - i, 'orders_to_snowflake_v05',
                     format('pulled %s records from source for batch %s', 1000 + i, 7000 + i), 'info',
                     to_timestamp(1748972135.285) AT TIME ZONE 'UTC'
-             FROM generate_series(0, 49) i;
-             VACUUM ANALYZE peerdb_stats.flow_errors;",
+             FROM generate_series(0, 49) i",
         )
+        .await
+        .unwrap();
+    // On its own: VACUUM cannot run in the implicit transaction of a batch.
+    admin
+        .batch_execute("VACUUM ANALYZE peerdb_stats.flow_errors")
         .await
         .unwrap();
     pg.url(&format!("{READER}:{READER_PASSWORD}"), "handler_cost")
