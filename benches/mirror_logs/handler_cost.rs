@@ -61,25 +61,28 @@ pub async fn measure(pg: &ThrowawayPg) -> String {
     for _ in 0..100 {
         entry::invoke(&app, &page_event).await;
     }
-    let (parse, own, bytes) = timed(&app, &page_event, 200, true, None).await;
-    let (_, own_401, _) = timed(&app, &refused, 401, false, None).await;
-    let (_, own_400, _) = timed(&app, &malformed, 400, false, None).await;
+    let page = timed(&app, &page_event, 200, true, None).await;
+    let own_401 = timed(&app, &refused, 401, false, None).await.own;
+    let own_400 = timed(&app, &malformed, 400, false, None).await.own;
     // The page's requests each wait for the catalog, and resume with the
     // caches as that left them; these do not. The same 401, each after a
     // round trip of another connection, shows what that costs.
     let other = connect(&pg.url(SUPERUSER, "handler_cost")).await;
-    let (_, own_401_after_trip, _) = timed(&app, &refused, 401, false, Some(&other)).await;
+    let own_401_after_trip = timed(&app, &refused, 401, false, Some(&other)).await.own;
     format!(
         "\n### The handler's own cost\n\nRouting, authentication, decoding, planning and encoding a 50-row page \
-         ({bytes} bytes): {} µs per request; lambda_http's parsing of the event before that: {} µs \
+         ({} bytes): {} µs per request ({} µs of it inside the router's log layer, its `total_ms` less \
+         `db_ms`); lambda_http's parsing of the event before that: {} µs \
          (medians of {BATCHES} batches of {BATCH}, measured before seeding). Through the real router and \
          lambda_http's conversion of its response, serving the page from a catalog holding just those rows, \
          less the catalog's time the function logs (`db_ms`). Answered before the catalog, through the same \
          router and nothing taken off: a 401 (wrong password) {} µs, a 400 (a malformed body, after \
          authentication) {} µs; the same 401, each right after a round trip to the catalog (untimed) as a \
          served page resumes after one: {} µs.",
-        us(own),
-        us(parse),
+        page.bytes,
+        us(page.own),
+        us(page.logged),
+        us(page.parse),
         us(own_401),
         us(own_400),
         us(own_401_after_trip)
@@ -115,29 +118,41 @@ async fn one_page_catalog(pg: &ThrowawayPg) -> String {
     pg.url(&format!("{READER}:{READER_PASSWORD}"), "handler_cost")
 }
 
-/// Medians over the batches of the parsing of `event` and of the router's
-/// own time for it (less the catalog's when `from_catalog`), and the
-/// answer's size; with `between`, a round trip on that connection before
-/// each request, untimed. Panics on another status than `status`.
+/// Medians over the batches, per request.
+struct Timings {
+    /// `lambda_http`'s parsing of the event.
+    parse: Duration,
+    /// The router and the response's conversion, less the catalog's time.
+    own: Duration,
+    /// What the log line says the router took, less the catalog's time.
+    logged: Duration,
+    /// The answer's size.
+    bytes: usize,
+}
+
+/// `event`'s timings (less the catalog's time when `from_catalog`); with
+/// `between`, a round trip on that connection before each request,
+/// untimed. Panics on another status than `status`.
 async fn timed(
     app: &Router,
     event: &str,
     status: u16,
     from_catalog: bool,
     between: Option<&Client>,
-) -> (Duration, Duration, usize) {
-    let (mut parse, mut own) = (Vec::new(), Vec::new());
+) -> Timings {
+    let (mut parse, mut own, mut logged) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0;
     for _ in 0..BATCHES {
         let started = Instant::now();
         let requests: Vec<_> = (0..BATCH).map(|_| entry::parse(event)).collect();
         parse.push(started.elapsed() / BATCH as u32);
-        let mut total = Duration::ZERO;
+        let (mut total, mut inside) = (Duration::ZERO, Duration::ZERO);
         for request in requests {
             if let Some(client) = between {
                 client.simple_query("SELECT 1").await.unwrap();
             }
             DB_MS.set(None);
+            TOTAL_MS.set(None);
             let started = Instant::now();
             let response = entry::respond(app, request).await;
             let took = started.elapsed();
@@ -147,21 +162,31 @@ async fn timed(
                 (db_ms, _) => panic!("db_ms {db_ms:?} in the log line of a {status}"),
             };
             total += took.saturating_sub(db);
+            let logged = TOTAL_MS.take().expect("total_ms in the log line");
+            inside += Duration::from_secs_f64(logged / 1000.0).saturating_sub(db);
             assert_eq!(response.status(), status, "{:?}", response.body());
             bytes = response.body().len();
         }
         own.push(total / BATCH as u32);
+        logged.push(inside / BATCH as u32);
     }
-    (percentile(&parse, 0.5), percentile(&own, 0.5), bytes)
+    Timings {
+        parse: percentile(&parse, 0.5),
+        own: percentile(&own, 0.5),
+        logged: percentile(&logged, 0.5),
+        bytes,
+    }
 }
 
 thread_local! {
     /// The `db_ms` of the last request's log line on this thread (the
     /// benchmark's runtime has one).
     static DB_MS: Cell<Option<f64>> = const { Cell::new(None) };
+    /// Its `total_ms`.
+    static TOTAL_MS: Cell<Option<f64>> = const { Cell::new(None) };
 }
 
-/// Takes `db_ms` from the function's request log lines; nothing else is
+/// Takes `db_ms` and `total_ms` from the function's request log lines; nothing else is
 /// enabled, nothing written.
 struct DbTime;
 
@@ -193,20 +218,18 @@ impl Subscriber for DbTime {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        struct DbMs(Option<f64>);
-        impl Visit for DbMs {
+        struct Times;
+        impl Visit for Times {
             fn record_f64(&mut self, field: &Field, value: f64) {
-                if field.name() == "db_ms" {
-                    self.0 = Some(value);
+                match field.name() {
+                    "db_ms" => DB_MS.set(Some(value)),
+                    "total_ms" => TOTAL_MS.set(Some(value)),
+                    _ => {}
                 }
             }
             fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
         }
-        let mut db_ms = DbMs(None);
-        event.record(&mut db_ms);
-        if db_ms.0.is_some() {
-            DB_MS.set(db_ms.0);
-        }
+        event.record(&mut Times);
     }
 
     fn enter(&self, _: &Id) {}
