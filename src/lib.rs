@@ -1,5 +1,5 @@
-//! PeerDB's mirror logs API (`POST /api/v1/mirrors/logs`) as an AWS Lambda
-//! function. [`startup`] builds the application once; a request then goes
+//! PeerDB's mirror logs API (`POST /api/v1/mirrors/logs`, and
+//! `GET /api/v1/mirrors/names` beside it) as an AWS Lambda function. [`startup`] builds the application once; a request then goes
 //! through the modules in this order: [`route`] (paths, stage, the log
 //! line) → [`auth`] → [`handler`], which drives [`request`] (decoding) →
 //! [`query`] → [`catalog`] → [`response`] (encoding). [`error`] maps every

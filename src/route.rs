@@ -2,9 +2,10 @@
 //! router, which `lambda_http` runs in Lambda and `axum::serve` runs in
 //! local mode.
 //!
-//! The endpoint has two paths, and behind API Gateway the path may carry
-//! the stage (`/prod/api/v1/mirrors/logs`): `lambda_http` adds it for REST
-//! APIs and named HTTP API stages. The stage is taken off before routing.
+//! Each endpoint (logs, names) has two paths, and behind API Gateway the
+//! path may carry the stage (`/prod/api/v1/mirrors/logs`): `lambda_http`
+//! adds it for REST APIs and named HTTP API stages. The stage is taken off
+//! before routing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ pub const NAMES_PATHS: [&str; 2] = ["/api/v1/mirrors/names", "/v1/mirrors/names"
 /// The whole application: 404 for any other path, 405 for any other method
 /// on ours, authentication before the body is read, one log line per
 /// request. Without an `app` (its configuration is unusable), every request
-/// for the endpoint gets a 500.
+/// for an endpoint gets a 500.
 pub fn router(app: Option<Arc<App>>) -> Router {
     let (logs, names) = match app {
         Some(app) => {
