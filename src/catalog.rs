@@ -27,8 +27,10 @@ use tokio_postgres::{NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 
+use crate::accelerator::{self, Accelerator, Detected};
 use crate::config::{CatalogConfig, ConfigError};
-use crate::query::{Param, Plan};
+use crate::query::{self, Param, Plan};
+use crate::request::LogsRequest;
 use crate::secrets::CatalogSecret;
 
 /// One log line as the catalog holds it.
@@ -58,6 +60,7 @@ pub struct Catalog {
     /// Bounds a request's whole wait for a connection.
     connect_budget: Duration,
     secret: Option<Arc<CatalogSecret>>,
+    accelerator: Detected,
 }
 
 /// Why a read failed. Host names may appear in the causes; secrets never
@@ -149,16 +152,62 @@ impl Catalog {
             statement_timeout: config.statement_timeout,
             connect_budget: config.pool_timeout + config.connect_timeout,
             secret,
+            accelerator: Detected::default(),
         })
     }
 
-    /// A page of logs: `plan` run by [`Catalog::run`].
+    /// The page `req` asks for, planned for the accelerator when the
+    /// catalog has one. One removed since it was found fails the read
+    /// with an undefined table: the read is then planned without it.
     pub async fn read(
         &self,
-        plan: &Plan,
+        req: &LogsRequest,
         deadline: Option<Instant>,
     ) -> Result<LogsPage, CatalogError> {
-        page_from_rows(&self.run(plan, deadline).await?)
+        let accelerator = self.accelerator(deadline).await?;
+        let rows = match self.run(&query::plan(req, accelerator), deadline).await {
+            Err(CatalogError::Query(e)) if accelerator.is_some() && is_undefined_table(&e) => {
+                warn!("the accelerator was removed; reading without it");
+                self.accelerator.forget();
+                self.run(&query::plan(req, None), deadline).await
+            }
+            rows => rows,
+        };
+        page_from_rows(&rows?)
+    }
+
+    /// The accelerator, as last found, or found now if that was over
+    /// [`accelerator::RECHECK_AFTER`] ago.
+    async fn accelerator(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Accelerator>, CatalogError> {
+        let now = Instant::now();
+        if let Some(found) = self.accelerator.fresh(now) {
+            return Ok(found);
+        }
+        let detection = Plan {
+            sql: accelerator::DETECTION.to_string(),
+            params: Vec::new(),
+        };
+        let found = match self.run(&detection, deadline).await {
+            Ok(rows) => match rows.first() {
+                Some(row) => Accelerator::from_row(
+                    row.try_get(0).map_err(CatalogError::Query)?,
+                    row.try_get(1).map_err(CatalogError::Query)?,
+                    row.try_get(2).map_err(CatalogError::Query)?,
+                ),
+                None => None,
+            },
+            Err(CatalogError::Query(e)) if is_undefined_table(&e) => None,
+            Err(CatalogError::Query(e)) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                warn!("the accelerator is installed but this role may not read it (install it with -v reader=<this role>)");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        self.accelerator.record(now, found);
+        Ok(found)
     }
 
     /// The mirror names `plan` lists, in its order.
@@ -320,6 +369,10 @@ fn from_query(e: tokio_postgres::Error) -> CatalogError {
     } else {
         CatalogError::Query(e)
     }
+}
+
+fn is_undefined_table(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNDEFINED_TABLE)
 }
 
 fn is_auth_failure(e: &tokio_postgres::Error) -> bool {

@@ -103,9 +103,8 @@ async fn serve(
 ) -> Result<(Vec<u8>, Encoding), ApiError> {
     let body = read_body(body, app.limits.max_body_bytes).await?;
     let req = request::decode(&body, app.limits.max_page_size)?;
-    let plan = query::plan(&req);
     let db_started = Instant::now();
-    let page = app.catalog.read(&plan, deadline).await;
+    let page = app.catalog.read(&req, deadline).await;
     outcome.db_time = Some(db_started.elapsed());
     let encoded = encode_page(&req, &page?, encoding);
     if encoded.dropped > 0 || encoded.cut {

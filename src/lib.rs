@@ -5,6 +5,7 @@
 //! [`query`] → [`catalog`] → [`response`] (encoding). [`error`] maps every
 //! failure to the spec's status and body.
 
+pub mod accelerator;
 pub mod auth;
 pub mod bearer;
 mod catalog;

@@ -19,6 +19,7 @@
 //! [`plan`] first picks a `Strategy` from the request's shape, then builds
 //! that strategy's statement from one function per CTE.
 
+use crate::accelerator::Accelerator;
 use crate::request::{Cursor, LogsRequest};
 
 /// A statement and its parameters, in `$n` order.
@@ -35,6 +36,8 @@ pub enum Param {
 }
 
 const TABLE: &str = "peerdb_stats.flow_errors";
+/// The accelerator's summary: rows per mirror, level and id bucket.
+const COUNTS: &str = "peerdb_stats.mirror_logs_counts";
 const LOG_COLUMNS: &str = "id, flow_name, error_message, error_type, error_timestamp";
 const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])";
 /// Whether a mirror's page reads the mirror's rows rather than walking
@@ -77,6 +80,22 @@ const KEPT_ID_COST: f64 = 0.005;
 /// plan (95ee7a2).
 const BIG_MIRROR_ONE_IN: i64 = 10;
 
+// What the accelerated statement weighs, in its `gate`, to choose between
+// walking the primary key and merging each (mirror, level)'s newest ids
+// from the accelerator's index. Both in rows read by the walk.
+
+/// Finding one (mirror, level)'s first id in the index: a descent.
+const PAIR_PROBE_COST: f64 = 4.0;
+
+/// Each further id read there: index-only, many to a page.
+const MERGED_ID_COST: f64 = 0.1;
+
+/// The walk reads at most this many times the rows the summary predicts,
+/// plus [`WALK_SLACK`]: matching rows can be denser near the newest ids
+/// than on average, or sparser, when the merge is used after all.
+const WALK_MARGIN: f64 = 4.0;
+const WALK_SLACK: f64 = 100.0;
+
 /// How a request's rows are read, chosen from its shape alone; what depends
 /// on the data (the mirror's size) is decided inside the statement, in
 /// `gate`.
@@ -97,10 +116,18 @@ enum Strategy {
     /// visits the mirror's rows, or reads the whole table in one sequential
     /// pass (as PeerDB does) when the mirror holds over a tenth of it.
     MirrorNarrowed,
+    /// The accelerator is installed and nothing but a mirror and a level
+    /// filters the rows: `total` is summed from its summary, the page is a
+    /// short walk of the primary key or, where the matches are sparse, the
+    /// newest ids of each (mirror, level) merged from its index.
+    Summary,
 }
 
 impl Strategy {
-    fn of(req: &LogsRequest) -> Strategy {
+    fn of(req: &LogsRequest, accelerator: Option<Accelerator>) -> Strategy {
+        if accelerator.is_some() && !req.filters_by_content() {
+            return Strategy::Summary;
+        }
         match (req.flow_job_name.is_empty(), req.narrows_rows()) {
             (true, _) => Strategy::WholeTable,
             (false, false) => Strategy::Mirror,
@@ -125,14 +152,16 @@ pub fn mirror_names() -> Plan {
 }
 
 /// The statement for `req`: its strategy's CTEs, then the result rows.
-pub fn plan(req: &LogsRequest) -> Plan {
-    let strategy = Strategy::of(req);
+/// `accelerator` is what the catalog holds, if anything.
+pub fn plan(req: &LogsRequest, accelerator: Option<Accelerator>) -> Plan {
+    let strategy = Strategy::of(req, accelerator);
     let mut params = Vec::new();
     let q = Bound::new(req, &mut params);
-    let ctes = match strategy {
-        Strategy::WholeTable => whole_table(&q),
-        Strategy::Mirror => mirror(&q),
-        Strategy::MirrorNarrowed => mirror_and_level(&q),
+    let ctes = match (strategy, accelerator) {
+        (Strategy::Summary, Some(a)) => summarized(&q, a),
+        (Strategy::WholeTable, _) => whole_table(&q),
+        (Strategy::Mirror, _) => mirror(&q),
+        (Strategy::MirrorNarrowed | Strategy::Summary, _) => mirror_and_level(&q),
     };
     Plan {
         sql: statement(&ctes),
@@ -203,14 +232,37 @@ fn mirror_and_level(q: &Bound) -> Vec<String> {
     ]
 }
 
+/// [`Strategy::Summary`]'s CTEs.
+fn summarized(q: &Bound, a: Accelerator) -> Vec<String> {
+    vec![
+        pairs(&q.summary_filters(), a),
+        span(),
+        summary_gate(q),
+        walked(q),
+        merged(q),
+        page(&union_all(&[
+            only_if(&rows_with_ids_in("walked"), "walked", &q.walk_found_page()),
+            only_if(
+                &rows_with_ids_in("merged"),
+                "merged",
+                &format!("NOT {}", q.walk_found_page()),
+            ),
+        ])),
+        newest(),
+        stats(&q.counted_in_summary(a)),
+    ]
+}
+
 /// The request's values, each bound once as a parameter, and the clauses
 /// made of them.
 struct Bound {
     /// The mirror filter's placeholder.
     needle: Option<String>,
-    /// What narrows the rows beyond the mirror: `error_type = $n`, the time
-    /// range, the message substring.
-    row_filters: Vec<String>,
+    /// `error_type = $n`, when a level is asked for.
+    level: Option<String>,
+    /// What narrows the rows beyond the mirror and level: the time range,
+    /// the message substring.
+    content_filters: Vec<String>,
     /// `id < $n` or `id > $n`.
     cursor: Option<String>,
     order: &'static str,
@@ -230,32 +282,30 @@ impl Bound {
         };
         let needle =
             (!req.flow_job_name.is_empty()).then(|| bind(Param::Text(req.flow_job_name.clone())));
-        let mut row_filters = Vec::new();
-        if let Some(error_type) = req.level.error_type() {
-            row_filters.push(format!(
-                "error_type = {}",
-                bind(Param::Text(error_type.into()))
-            ));
-        }
+        let level = req
+            .level
+            .error_type()
+            .map(|error_type| format!("error_type = {}", bind(Param::Text(error_type.into()))));
+        let mut content_filters = Vec::new();
         // Whole milliseconds after the epoch, exact in an interval (and a
         // bound an index on `error_timestamp` can use).
         let instant =
             |p: String| format!("TIMESTAMP 'epoch' + {p}::int8 * INTERVAL '1 millisecond'");
         if let Some(from) = req.from_ms {
-            row_filters.push(format!(
+            content_filters.push(format!(
                 "error_timestamp >= {}",
                 instant(bind(Param::Int(from)))
             ));
         }
         if let Some(to) = req.to_ms {
-            row_filters.push(format!(
+            content_filters.push(format!(
                 "error_timestamp < {}",
                 instant(bind(Param::Int(to)))
             ));
         }
         if !req.message_contains.is_empty() {
             let needle = bind(Param::Text(req.message_contains.clone()));
-            row_filters.push(format!("strpos(error_message, {needle}) > 0"));
+            content_filters.push(format!("strpos(error_message, {needle}) > 0"));
         }
         let (cursor, order) = match req.cursor {
             Cursor::Newest => (None, "DESC"),
@@ -270,7 +320,8 @@ impl Bound {
         }));
         Bound {
             needle,
-            row_filters,
+            level,
+            content_filters,
             cursor,
             order,
             limit,
@@ -302,8 +353,67 @@ impl Bound {
     fn with_row_filters(&self, mirror: Option<String>) -> Vec<String> {
         mirror
             .into_iter()
-            .chain(self.row_filters.iter().cloned())
+            .chain(self.level.iter().cloned())
+            .chain(self.content_filters.iter().cloned())
             .collect()
+    }
+
+    /// The mirror and level filters, which the summary's columns hold too.
+    fn summary_filters(&self) -> Vec<String> {
+        self.needle
+            .as_ref()
+            .map(|n| format!("strpos(flow_name, {n}) > 0"))
+            .into_iter()
+            .chain(self.level.iter().cloned())
+            .collect()
+    }
+
+    /// `limit + offset` as a float, for weighing costs without overflow.
+    fn rows_wanted(&self) -> String {
+        format!("({}::float8 + {}::float8)", self.limit, self.offset)
+    }
+
+    /// Whether the walk filled the page (on a page of 0 rows, trivially).
+    fn walk_found_page(&self) -> String {
+        format!("((SELECT count(*) FROM walked) = {})", self.limit)
+    }
+
+    /// `total` summed from the summary, and `newer`: the summary's whole
+    /// buckets above the page's newest id, coarse then fine, and an exact
+    /// count inside that id's fine bucket.
+    fn counted_in_summary(&self, a: Accelerator) -> String {
+        let newer = if self.needs_newer {
+            let (fine, coarse) = (a.fine_bits, a.coarse_bits);
+            let x = "(SELECT id FROM newest)";
+            let in_summary = |bits: i16, buckets: String| {
+                let filters = filters_with(&self.summary_filters(), Some(&buckets));
+                format!(
+                    "(SELECT coalesce(sum(n), 0) FROM {COUNTS} WHERE bits = {bits} AND {})",
+                    filters.join(" AND ")
+                )
+            };
+            let coarse_above = in_summary(coarse, format!("bucket > {x} >> {coarse}"));
+            let fine_above = in_summary(
+                fine,
+                format!(
+                    "bucket > {x} >> {fine} AND bucket < (({x} >> {coarse}) + 1) << {}",
+                    coarse - fine
+                ),
+            );
+            let in_fine_bucket = format!("id > {x} AND id < (({x} >> {fine}) + 1) << {fine}");
+            let exact = if self.summary_filters().is_empty() {
+                format!("(SELECT count(*) FROM {TABLE} WHERE {in_fine_bucket})")
+            } else {
+                format!(
+                    "(SELECT coalesce(sum((SELECT count(*) FROM {TABLE} f \
+                     WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {in_fine_bucket})), 0) FROM pairs p)"
+                )
+            };
+            format!("({coarse_above} + {fine_above} + {exact})::int8")
+        } else {
+            "0::int8".to_string()
+        };
+        format!("SELECT (SELECT total FROM gate) AS total, {newer} AS newer")
     }
 
     /// One page of `source`, from the cursor.
@@ -396,6 +506,75 @@ fn mirror_rows_until_big() -> String {
 /// Whether the mirror holds over one in [`BIG_MIRROR_ONE_IN`] of the ids.
 fn mirror_is_big() -> String {
     format!("{BIG_MIRROR_ONE_IN} * m.n > s.n")
+}
+
+/// Each (mirror, level) the filters keep, with its rows, from the
+/// summary's coarse buckets (a few rows per pair).
+fn pairs(filters: &[String], a: Accelerator) -> String {
+    let bits = format!("bits = {}", a.coarse_bits);
+    format!(
+        "pairs AS MATERIALIZED (SELECT flow_name, error_type, sum(n)::int8 AS n FROM {COUNTS}{} GROUP BY flow_name, error_type)",
+        where_clause(&filters_with(filters, Some(&bits)))
+    )
+}
+
+/// `total`, and how many rows the walk reads: none when merging the
+/// pairs' ids costs less than the walk the summary predicts, from the
+/// matches' share of the id span.
+fn summary_gate(q: &Bound) -> String {
+    let wanted = q.rows_wanted();
+    format!(
+        "gate AS (SELECT total, CASE WHEN walk <= merge THEN least({WALK_MARGIN} * walk + {WALK_SLACK}, 9e18)::int8 ELSE 0 END AS walk_rows \
+         FROM (SELECT t.n AS total, {wanted} * s.n / greatest(t.n, 1) AS walk, \
+         t.pairs * ({PAIR_PROBE_COST} + {wanted} * {MERGED_ID_COST}) AS merge \
+         FROM (SELECT coalesce(sum(n), 0)::int8 AS n, count(*) AS pairs FROM pairs) t, span s) costs)"
+    )
+}
+
+/// The page's ids from walking the primary key from the cursor, reading no
+/// more rows than `gate` allows.
+fn walked(q: &Bound) -> String {
+    let walk = format!(
+        "(SELECT id, flow_name, error_type FROM {TABLE}{} ORDER BY id {} LIMIT (SELECT walk_rows FROM gate)) w",
+        where_clause(&filters_with(&[], q.cursor.as_deref())),
+        q.order
+    );
+    format!(
+        "walked AS ({})",
+        q.page_of(&format!("id FROM {walk}"), &q.filters_by_text(), "id")
+    )
+}
+
+/// The page's ids from the newest of each pair, in the accelerator's
+/// `(flow_name, error_type, id)` index, merged.
+fn merged(q: &Bound) -> String {
+    let (l, o) = (&q.limit, &q.offset);
+    let first = format!(
+        "(SELECT id FROM {TABLE} f{} ORDER BY id {} LIMIT least({o}, 9223372036854775807 - {l}) + {l}) c",
+        where_clause(&filters_with(
+            &["f.flow_name = p.flow_name AND f.error_type = p.error_type".to_string()],
+            q.cursor.as_deref()
+        )),
+        q.order
+    );
+    format!(
+        "merged AS ({})",
+        q.page_of(
+            &format!("c.id FROM pairs p CROSS JOIN LATERAL {first}"),
+            &[],
+            "c.id"
+        )
+    )
+}
+
+/// The log rows whose ids the CTE `ids` holds.
+fn rows_with_ids_in(ids: &str) -> String {
+    format!("SELECT {} WHERE id IN (SELECT id FROM {ids})", logs())
+}
+
+/// The page's newest id, which `newer` counts above.
+fn newest() -> String {
+    "newest AS (SELECT max(id) AS id FROM page)".to_string()
 }
 
 /// How the mirror's rows are read, decided from its size and the span:
@@ -514,7 +693,11 @@ mod tests {
     /// The statement as sent, after comment lines naming the request and
     /// the parameters: a snapshot that reads as SQL.
     fn shown(req: &LogsRequest) -> String {
-        let p = plan(req);
+        shown_with(req, None)
+    }
+
+    fn shown_with(req: &LogsRequest, accelerator: Option<Accelerator>) -> String {
+        let p = plan(req, accelerator);
         let params: Vec<String> = p
             .params
             .iter()
@@ -523,7 +706,7 @@ mod tests {
             .collect();
         format!(
             "-- {:?}: {req:?}\n-- {}\n{}",
-            Strategy::of(req),
+            Strategy::of(req, accelerator),
             params.join(", "),
             p.sql
         )
@@ -535,32 +718,57 @@ mod tests {
     #[test]
     fn whole_table() {
         let r = req("", Level::Info, 0, 50, Cursor::Before(9));
-        assert_eq!(Strategy::of(&r), Strategy::WholeTable);
+        assert_eq!(Strategy::of(&r, None), Strategy::WholeTable);
         insta::assert_snapshot!(shown(&r));
     }
 
     #[test]
     fn mirror() {
         let r = req("m", Level::All, 0, 50, Cursor::After(9));
-        assert_eq!(Strategy::of(&r), Strategy::Mirror);
+        assert_eq!(Strategy::of(&r, None), Strategy::Mirror);
         insta::assert_snapshot!(shown(&r));
     }
 
     #[test]
     fn mirror_and_level() {
         let r = req("m", Level::Error, 0, 50, Cursor::Before(9));
-        assert_eq!(Strategy::of(&r), Strategy::MirrorNarrowed);
+        assert_eq!(Strategy::of(&r, None), Strategy::MirrorNarrowed);
         insta::assert_snapshot!(shown(&r));
     }
 
     #[test]
     fn a_time_range_and_a_message_narrow_like_a_level() {
         let whole = in_a_day_containing(req("", Level::All, 0, 50, Cursor::Newest), "deadlock");
-        assert_eq!(Strategy::of(&whole), Strategy::WholeTable);
+        assert_eq!(Strategy::of(&whole, None), Strategy::WholeTable);
         insta::assert_snapshot!(shown(&whole));
         let mirror = in_a_day_containing(req("m", Level::All, 0, 50, Cursor::Newest), "");
-        assert_eq!(Strategy::of(&mirror), Strategy::MirrorNarrowed);
+        assert_eq!(Strategy::of(&mirror, None), Strategy::MirrorNarrowed);
         insta::assert_snapshot!(shown(&mirror));
+    }
+
+    const INSTALLED: Option<Accelerator> = Some(Accelerator {
+        fine_bits: 16,
+        coarse_bits: 22,
+    });
+
+    #[test]
+    fn with_the_accelerator_a_cursor_page_counts_from_the_summary() {
+        let every = req("", Level::All, 0, 50, Cursor::Before(9));
+        assert_eq!(Strategy::of(&every, INSTALLED), Strategy::Summary);
+        insta::assert_snapshot!(shown_with(&every, INSTALLED));
+        let mirror_errors = req("m", Level::Error, 0, 50, Cursor::After(9));
+        assert_eq!(Strategy::of(&mirror_errors, INSTALLED), Strategy::Summary);
+        insta::assert_snapshot!(shown_with(&mirror_errors, INSTALLED));
+    }
+
+    #[test]
+    fn with_the_accelerator_time_and_message_filters_read_as_without_it() {
+        for r in [
+            in_a_day_containing(req("", Level::All, 0, 50, Cursor::Newest), ""),
+            in_a_day_containing(req("m", Level::Error, 0, 50, Cursor::Newest), "deadlock"),
+        ] {
+            assert_eq!(plan(&r, INSTALLED), plan(&r, None), "{r:?}");
+        }
     }
 
     /// Every shape of request the decoder lets through, near enough.
@@ -591,14 +799,21 @@ mod tests {
                 (_, Level::All) => Strategy::Mirror,
                 _ => Strategy::MirrorNarrowed,
             };
-            assert_eq!(Strategy::of(&r), expected, "{r:?}");
+            assert_eq!(Strategy::of(&r, None), expected, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn with_the_accelerator_every_request_without_content_filters_uses_the_summary() {
+        for r in requests() {
+            assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Summary, "{r:?}");
         }
     }
 
     #[test]
     fn every_parameter_has_its_placeholder_and_no_placeholder_is_left_over() {
-        for r in requests() {
-            let p = plan(&r);
+        for (r, accelerator) in requests().flat_map(|r| [(r.clone(), None), (r, INSTALLED)]) {
+            let p = plan(&r, accelerator);
             for n in 1..=p.params.len() {
                 assert!(p.sql.contains(&format!("${n}")), "{r:?}: ${n} unused");
             }
@@ -612,43 +827,51 @@ mod tests {
     #[test]
     fn user_input_only_ever_travels_as_parameters() {
         let evil = "'; DROP TABLE peerdb_stats.flow_errors; --";
-        let p = plan(&req(evil, Level::Warn, 2, 10, Cursor::After(7)));
-        assert!(!p.sql.contains("DROP"));
-        assert_eq!(
-            p.params,
-            vec![
-                Param::Text(evil.into()),
-                Param::Text("warn".into()),
-                Param::Int(7),
-                Param::Int(10),
-                Param::Int(10)
-            ]
-        );
-        // The text does not depend on the values at all.
-        let plain = plan(&req("m", Level::Error, 5, 20, Cursor::After(1)));
-        assert_eq!(p.sql, plain.sql);
+        for accelerator in [None, INSTALLED] {
+            let p = plan(
+                &req(evil, Level::Warn, 2, 10, Cursor::After(7)),
+                accelerator,
+            );
+            assert!(!p.sql.contains("DROP"));
+            assert_eq!(
+                p.params,
+                vec![
+                    Param::Text(evil.into()),
+                    Param::Text("warn".into()),
+                    Param::Int(7),
+                    Param::Int(10),
+                    Param::Int(10)
+                ]
+            );
+            // The text does not depend on the values at all.
+            let plain = plan(
+                &req("m", Level::Error, 5, 20, Cursor::After(1)),
+                accelerator,
+            );
+            assert_eq!(p.sql, plain.sql);
+        }
     }
 
     #[test]
     fn no_filters_no_cursor() {
-        let p = plan(&req("", Level::All, 0, 50, Cursor::Newest));
+        let p = plan(&req("", Level::All, 0, 50, Cursor::Newest), None);
         assert_eq!(p.params, vec![Param::Int(50), Param::Int(0)]);
     }
 
     #[test]
     fn deprecated_page_skips_whole_pages_after_the_cursor() {
-        let p = plan(&req("", Level::All, 3, 20, Cursor::Before(100)));
+        let p = plan(&req("", Level::All, 3, 20, Cursor::Before(100)), None);
         assert_eq!(
             p.params,
             vec![Param::Int(100), Param::Int(20), Param::Int(40)]
         );
-        let p = plan(&req("", Level::All, i64::MAX, 1000, Cursor::Newest));
+        let p = plan(&req("", Level::All, i64::MAX, 1000, Cursor::Newest), None);
         assert_eq!(p.params, vec![Param::Int(1000), Param::Int(i64::MAX)]);
     }
 
     #[test]
     fn zero_page_size_reads_no_rows_and_only_the_count() {
-        let p = plan(&req("m", Level::Error, 4, 0, Cursor::Before(9)));
+        let p = plan(&req("m", Level::Error, 4, 0, Cursor::Before(9)), None);
         assert_eq!(
             p.params,
             vec![
@@ -670,7 +893,8 @@ mod tests {
     fn newer_is_counted_only_for_a_cursor_page() {
         for r in requests() {
             let cursor_page = r.num_per_page > 0 && r.page == 0 && r.cursor != Cursor::Newest;
-            assert_eq!(counts_newer(&plan(&r)), cursor_page, "{r:?}");
+            assert_eq!(counts_newer(&plan(&r, None)), cursor_page, "{r:?}");
+            assert_eq!(counts_newer(&plan(&r, INSTALLED)), cursor_page, "{r:?}");
         }
     }
 }

@@ -36,10 +36,13 @@ pub const LATEST_MS: i64 = 9_000_000_000_000_000;
 impl LogsRequest {
     /// Whether a filter other than the mirror's narrows the rows.
     pub fn narrows_rows(&self) -> bool {
-        self.level != Level::All
-            || self.from_ms.is_some()
-            || self.to_ms.is_some()
-            || !self.message_contains.is_empty()
+        self.level != Level::All || self.filters_by_content()
+    }
+
+    /// Whether the rows are narrowed by what they hold beyond their mirror
+    /// and level: a time range or a message substring.
+    pub fn filters_by_content(&self) -> bool {
+        self.from_ms.is_some() || self.to_ms.is_some() || !self.message_contains.is_empty()
     }
 }
 

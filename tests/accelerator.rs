@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::OnceLock;
 
-use testkit::{provision, seed, ThrowawayPg, SUPERUSER};
+use testkit::{add_reader, provision, seed, ThrowawayPg, SUPERUSER};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -52,7 +52,7 @@ fn server() -> &'static Server {
                 .unwrap()
                 .block_on(async {
                     let admin = connect(&url).await;
-                    for role in [OWNER, WRITER, READER] {
+                    for role in [OWNER, WRITER, READER, PLAIN_READER] {
                         admin
                             .batch_execute(&format!(
                                 "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"
@@ -861,4 +861,233 @@ async fn installing_while_peerdb_writes_misses_and_doubles_no_row() {
     catalog
         .assert_exact("after installing while PeerDB wrote")
         .await;
+}
+
+// The function reading the accelerator: its answers against the same
+// function reading as a role the install did not grant it to, which
+// therefore reads PeerDB's table alone, as it does without an accelerator.
+
+/// The function's role that the accelerator was not granted to.
+const PLAIN_READER: &str = "plain_reader";
+
+/// The function as start-up builds it, reading as `role`, authentication
+/// off (as behind PeerDB's UI).
+async fn function(catalog: &Catalog, role: &str) -> axum::Router {
+    let url = url(role, &catalog.db);
+    peerdb_mirror_logs::startup::build(peerdb_mirror_logs::config::Config::from_vars(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "PEERDB_LOGS_DISABLE_AUTH" => Some("true".into()),
+        _ => None,
+    }))
+    .await
+}
+
+/// The function's answer to `body`, which must be a 200.
+async fn answer(app: &axum::Router, body: &serde_json::Value) -> serde_json::Value {
+    use tower::ServiceExt;
+    let request = axum::http::Request::post("/api/v1/mirrors/logs")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, 200, "{body} -> {json}");
+    json
+}
+
+/// Requests of every shape the summary serves: each level, one mirror, a
+/// substring naming several, one naming none; newest, cursors at both
+/// ends, across bucket edges and past the newest id ("previous" on the
+/// first page); page sizes 0, 1 and 50; a deprecated page.
+async fn shapes(catalog: &Catalog) -> Vec<serde_json::Value> {
+    let c = &catalog.owner;
+    let (lo, hi): (i64, i64) = {
+        let r = c
+            .query_one("SELECT min(id), max(id) FROM peerdb_stats.flow_errors", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let mirror: String = c
+        .query_one(
+            "SELECT flow_name FROM peerdb_stats.flow_errors WHERE flow_name NOT LIKE 'clone%' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let cursors = [
+        (-1, -1),
+        (hi, -1),
+        ((lo + hi) / 2, -1),
+        (COARSE, -1),
+        (COARSE + 65_536, -1),
+        (lo + 3, -1),
+        (-1, hi),
+        (-1, COARSE - 1),
+        (-1, (lo + hi) / 2),
+        (-1, lo - 1),
+    ];
+    let mut shapes = Vec::new();
+    for flow in ["", mirror.as_str(), "_cdc", "no_such_mirror"] {
+        for level in ["all", "error", "warning", "info"] {
+            for (before, after) in cursors {
+                for (n, page) in [(50, 0), (1, 0), (0, 0), (20, 3)] {
+                    shapes.push(serde_json::json!({
+                        "flowJobName": flow, "level": level, "beforeId": before,
+                        "afterId": after, "numPerPage": n, "page": page,
+                    }));
+                }
+            }
+        }
+    }
+    shapes
+}
+
+/// Every shape answered alike by `accelerated` and `plain`.
+async fn assert_alike(
+    catalog: &Catalog,
+    accelerated: &axum::Router,
+    plain: &axum::Router,
+    when: &str,
+) {
+    let mut differ = Vec::new();
+    let shapes = shapes(catalog).await;
+    for body in &shapes {
+        let (a, p) = (answer(accelerated, body).await, answer(plain, body).await);
+        if a != p {
+            differ.push(format!(
+                "{body}: accelerated total {} page {}, plain total {} page {}",
+                a["total"], a["page"], p["total"], p["page"]
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{when}: {} of {} answers differ:\n{}",
+        differ.len(),
+        shapes.len(),
+        differ.join("\n")
+    );
+}
+
+async fn with_plain_reader(catalog: &Catalog) {
+    add_reader(&catalog.owner, PLAIN_READER, PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_function_answers_alike_with_and_without_the_accelerator() {
+    let catalog = Catalog::new("function_alike", COARSE - 40_000, 80_000, 12).await;
+    with_plain_reader(&catalog).await;
+    catalog.install().await;
+    let (accelerated, plain) = (
+        function(&catalog, READER).await,
+        function(&catalog, PLAIN_READER).await,
+    );
+    assert_alike(&catalog, &accelerated, &plain, "after install").await;
+    // An operator's delete, one rolled back, and PeerDB writing again.
+    catalog
+        .owner
+        .batch_execute(
+            "DELETE FROM peerdb_stats.flow_errors WHERE id % 7 = 0 OR error_type = 'warn' AND id > 4194304;
+             BEGIN; DELETE FROM peerdb_stats.flow_errors WHERE id % 3 = 0; ROLLBACK;",
+        )
+        .await
+        .unwrap();
+    let writer = catalog.connect_as(WRITER).await;
+    for (i, mirror) in MIRRORS.iter().cycle().take(40).enumerate() {
+        writer
+            .execute(
+                PEERDB_INSERT,
+                &[mirror, &"after the delete", &LEVELS[i % 3]],
+            )
+            .await
+            .unwrap();
+    }
+    assert_alike(&catalog, &accelerated, &plain, "after deletes and inserts").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_accelerator_installed_while_serving_is_used_within_a_minute_and_one_removed_at_once() {
+    let catalog = Catalog::new("function_live", COARSE - 20_000, 40_000, 8).await;
+    with_plain_reader(&catalog).await;
+    let (served, plain) = (
+        function(&catalog, READER).await,
+        function(&catalog, PLAIN_READER).await,
+    );
+    let everything = serde_json::json!({"numPerPage": 0});
+    let total = |a: serde_json::Value| a["total"].as_i64().unwrap();
+    let truth = total(answer(&plain, &everything).await);
+    assert_eq!(total(answer(&served, &everything).await), truth);
+
+    // PeerDB writes throughout; the function serves throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for session in 0..4usize {
+        let writer = catalog.connect_as(WRITER).await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut written = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (mirror, level) = (MIRRORS[(session + written) % 5], LEVELS[written % 3]);
+                writer
+                    .execute(PEERDB_INSERT, &[&mirror, &"while serving", &level])
+                    .await
+                    .unwrap();
+                written += 1;
+            }
+        }));
+    }
+    let serving = {
+        let (served, stop) = (served.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for level in ["all", "error"] {
+                    answer(
+                        &served,
+                        &serde_json::json!({"level": level, "numPerPage": 10}),
+                    )
+                    .await;
+                    answered += 1;
+                }
+            }
+            answered
+        })
+    };
+    catalog.install().await;
+    catalog.uninstall().await;
+    catalog.install().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(serving.await.unwrap() > 0);
+    assert_alike(&catalog, &served, &plain, "after installs while serving").await;
+
+    // Which of the two the function reads shows when the summary is made
+    // to lie (as only a bypassed trigger could make it): within a minute
+    // of the install, the function's total is the summary's.
+    let truth = total(answer(&plain, &everything).await);
+    catalog
+        .owner
+        .batch_execute("UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1000 WHERE bits = 22 AND error_type = 'info'")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while total(answer(&served, &everything).await) == truth {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the installed accelerator was not used within a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // Removed, it is read no more from the next request on.
+    catalog.uninstall().await;
+    assert_eq!(total(answer(&served, &everything).await), truth);
 }

@@ -1,0 +1,106 @@
+//! The optional accelerator (`sql/accelerator-install.sql`): what the
+//! function knows of it. Found by a query the catalog runs at the first
+//! request and again once [`RECHECK_AFTER`] has passed, so one installed
+//! or removed later is noticed without a restart. No I/O here.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// An installed, kept accelerator: its summary's bucket widths, in bits
+/// of the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accelerator {
+    pub fine_bits: i16,
+    pub coarse_bits: i16,
+}
+
+/// The install file's detection query: one row when the summary is kept
+/// for the table there now (its marker names this table, its four
+/// triggers are enabled), none otherwise. A missing marker is an
+/// undefined-table error, which means none as well.
+pub const DETECTION: &str = "SELECT a.version, a.fine_bits, a.coarse_bits \
+     FROM peerdb_stats.mirror_logs_accelerator a \
+     WHERE a.table_oid = to_regclass('peerdb_stats.flow_errors') \
+       AND (SELECT count(*) FROM pg_catalog.pg_trigger t \
+            WHERE t.tgrelid = a.table_oid AND t.tgenabled IN ('O', 'A') \
+              AND t.tgname IN ('mirror_logs_count_inserts', 'mirror_logs_count_deletes', \
+                               'mirror_logs_count_updates', 'mirror_logs_count_truncate')) = 4";
+
+/// The one version this function reads.
+const VERSION: i32 = 1;
+
+/// How long what was found is trusted: "within a minute", with room for
+/// the check itself.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(30);
+
+impl Accelerator {
+    /// The accelerator a detection row describes, if this function can
+    /// read it: version 1, and fine buckets inside coarse ones.
+    pub fn from_row(version: i32, fine_bits: i16, coarse_bits: i16) -> Option<Accelerator> {
+        (version == VERSION && 0 < fine_bits && fine_bits < coarse_bits && coarse_bits < 63)
+            .then_some(Accelerator {
+                fine_bits,
+                coarse_bits,
+            })
+    }
+}
+
+/// What the last detection found, and when.
+#[derive(Debug, Default)]
+pub struct Detected(Mutex<Option<(Instant, Option<Accelerator>)>>);
+
+impl Detected {
+    /// What was found, unless it is older than [`RECHECK_AFTER`] at `now`
+    /// (or nothing was looked for yet): then `None`, and the caller looks.
+    pub fn fresh(&self, now: Instant) -> Option<Option<Accelerator>> {
+        let found = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        found.and_then(|(at, accelerator)| {
+            (now.duration_since(at) < RECHECK_AFTER).then_some(accelerator)
+        })
+    }
+
+    pub fn record(&self, at: Instant, accelerator: Option<Accelerator>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, accelerator));
+    }
+
+    /// The accelerator was found gone mid-use (uninstalled): look again on
+    /// the next request.
+    pub fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: Accelerator = Accelerator {
+        fine_bits: 16,
+        coarse_bits: 22,
+    };
+
+    #[test]
+    fn only_version_1_with_fine_buckets_inside_coarse_ones_is_read() {
+        assert_eq!(Accelerator::from_row(1, 16, 22), Some(V1));
+        assert_eq!(Accelerator::from_row(2, 16, 22), None);
+        assert_eq!(Accelerator::from_row(1, 22, 16), None);
+        assert_eq!(Accelerator::from_row(1, 0, 22), None);
+        assert_eq!(Accelerator::from_row(1, 16, 64), None);
+    }
+
+    #[test]
+    fn what_was_found_is_trusted_for_thirty_seconds_then_looked_for_again() {
+        let d = Detected::default();
+        let t = Instant::now();
+        assert_eq!(d.fresh(t), None, "nothing looked for yet");
+        d.record(t, Some(V1));
+        assert_eq!(d.fresh(t + Duration::from_secs(29)), Some(Some(V1)));
+        assert_eq!(d.fresh(t + RECHECK_AFTER), None);
+        d.record(t, None);
+        assert_eq!(d.fresh(t), Some(None), "absence is remembered as well");
+        d.forget();
+        assert_eq!(d.fresh(t), None);
+    }
+}
