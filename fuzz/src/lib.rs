@@ -5,6 +5,7 @@ use lambda_http::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use peerdb_mirror_logs::accelerator::Accelerator;
 use peerdb_mirror_logs::auth::{self, Password};
 use peerdb_mirror_logs::bearer::{token_of, Bearer, OAuthConfig};
 use peerdb_mirror_logs::error::ApiError;
@@ -32,11 +33,14 @@ pub fn decode(body: &[u8]) {
         Cursor::After(id) => assert!(id >= 0, "{req:?}"),
         Cursor::Newest => {}
     }
-    let plan = query::plan(&req);
-    for n in 1..=plan.params.len() {
-        assert!(plan.sql.contains(&format!("${n}")), "{req:?}: ${n} unused");
+    // Planned for a catalog without the accelerator and for one with it.
+    for accelerator in [None, Accelerator::from_row(1, 16, 22)] {
+        let plan = query::plan(&req, accelerator);
+        for n in 1..=plan.params.len() {
+            assert!(plan.sql.contains(&format!("${n}")), "{req:?}: ${n} unused");
+        }
+        assert!(!plan.sql.contains(&format!("${}", plan.params.len() + 1)));
     }
-    assert!(!plan.sql.contains(&format!("${}", plan.params.len() + 1)));
 }
 
 /// An RSA public key made for this and nothing else: whose private key was
