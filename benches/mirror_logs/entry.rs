@@ -51,6 +51,18 @@ pub fn event(body: &str, authorization: &str) -> String {
     e.to_string()
 }
 
+/// The names endpoint's event: the same, as `GET /api/v1/mirrors/names`.
+pub fn names_event() -> String {
+    let mut e: Value = serde_json::from_str(&event("", CREDENTIALS)).unwrap();
+    e["routeKey"] = json!("GET /api/v1/mirrors/names");
+    e["rawPath"] = json!("/api/v1/mirrors/names");
+    e["requestContext"]["http"]["method"] = json!("GET");
+    e["requestContext"]["http"]["path"] = json!("/api/v1/mirrors/names");
+    e["requestContext"]["routeKey"] = json!("GET /api/v1/mirrors/names");
+    e["body"] = Value::Null;
+    e.to_string()
+}
+
 /// The event for a scenario, with the docs' credentials.
 pub fn scenario_event(s: &Scenario) -> String {
     event(&s.body().to_string(), CREDENTIALS)
@@ -79,6 +91,16 @@ impl Answer {
         let total = v["total"].as_i64().ok_or_else(fail)?;
         let page = v["page"].as_i64().ok_or_else(fail)?;
         Ok((ids, total, page))
+    }
+
+    /// The names endpoint's list, if it is a 200.
+    pub fn names(&self) -> Result<Vec<String>, String> {
+        let fail = || format!("status {}: {}", self.status, self.body);
+        if self.status != 200 {
+            return Err(fail());
+        }
+        let v: Value = serde_json::from_str(&self.body).map_err(|_| fail())?;
+        serde_json::from_value(v["names"].clone()).map_err(|_| fail())
     }
 }
 

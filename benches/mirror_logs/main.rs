@@ -28,7 +28,8 @@ mod writer;
 
 use std::time::Instant;
 
-use testkit::{provision, seed, CatalogShape, ThrowawayPg, SUPERUSER};
+use axum::Router;
+use testkit::{provision, seed, CatalogShape, Scenario, ThrowawayPg, SUPERUSER};
 use tokio_postgres::{Client, NoTls};
 
 use crate::reference::Reference;
@@ -65,6 +66,101 @@ async fn connect(url: &str) -> Client {
     client
 }
 
+/// The scenarios and the names endpoint, ours and PeerDB's interleaved:
+/// the same answers first, then the table.
+async fn measure(
+    title: &str,
+    relay: &Relay,
+    app: &Router,
+    reference: &mut Reference,
+    scenarios: &[Scenario],
+    iterations: usize,
+    wrong: &mut Vec<String>,
+) {
+    let events: Vec<String> = scenarios.iter().map(entry::scenario_event).collect();
+    let names = entry::names_event();
+    // Same answers first: the benchmark compares equals.
+    let mut differ = Vec::new();
+    for (s, event) in scenarios.iter().zip(&events) {
+        let ours = entry::invoke(app, event).await.page();
+        let theirs = reference.request(s).await;
+        if ours.as_ref() != Ok(&theirs) {
+            differ.push(format!("{}: ours {ours:?}, PeerDB's {theirs:?}", s.name));
+        }
+    }
+    let ours = entry::invoke(app, &names).await.names();
+    let theirs = reference.names().await;
+    if ours.as_ref() != Ok(&theirs) {
+        differ.push(format!("names: ours {ours:?}, PeerDB's {theirs:?}"));
+    }
+    assert!(
+        differ.is_empty(),
+        "not the same answers, nothing to compare:\n{}",
+        differ.join("\n")
+    );
+
+    println!("{title}");
+    println!("| scenario | ours p50 ms | ours p99 ms | PeerDB p50 ms | PeerDB p99 ms | p50 ratio | round trips ours / PeerDB |");
+    println!("|---|---|---|---|---|---|---|");
+    let rows = scenarios
+        .iter()
+        .zip(&events)
+        .map(|(s, e)| (s.name, Some(s), e))
+        .chain([("names endpoint", None, &names)]);
+    for (name, s, event) in rows {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut trips_a, mut trips_b) = (0, 0);
+        for _ in 0..iterations {
+            let before = relay.trips();
+            let t = Instant::now();
+            let answer = entry::invoke(app, event).await;
+            a.push(t.elapsed());
+            let mid = relay.trips();
+            let t = Instant::now();
+            match s {
+                Some(s) => drop(reference.request(s).await),
+                None => drop(reference.names().await),
+            }
+            b.push(t.elapsed());
+            trips_a += mid - before;
+            trips_b += relay.trips() - mid;
+            if answer.status != 200 {
+                wrong.push(format!("{name}: status {}: {}", answer.status, answer.body));
+            }
+        }
+        let n = iterations as f64;
+        let (pa, pb) = (percentile(&a, 0.5), percentile(&b, 0.5));
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.3} | {} / {} |",
+            ms(pa),
+            ms(percentile(&a, 0.99)),
+            ms(pb),
+            ms(percentile(&b, 0.99)),
+            pa.as_secs_f64() / pb.as_secs_f64(),
+            trips_a as f64 / n,
+            trips_b as f64 / n
+        );
+    }
+}
+
+/// `sql/accelerator-install.sql`, run as the catalog's owner runs it.
+fn install_accelerator(pg: &ThrowawayPg) {
+    let out = std::process::Command::new("psql")
+        .arg(pg.url(SUPERUSER, "postgres"))
+        .args(["-q", "-v", &format!("reader={READER}"), "-f"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/sql/accelerator-install.sql"
+        ))
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "install failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn max_id(c: &Client) -> i64 {
     c.query_one("SELECT max(id) FROM peerdb_stats.flow_errors", &[])
         .await
@@ -96,79 +192,60 @@ async fn main() {
         "postgres://{READER}:{READER_PASSWORD}@127.0.0.1:{}/postgres",
         relay.port
     );
-    let app = entry::app(&url).await;
     let mut reference = Reference::new(connect(&url).await);
-    let scenarios = testkit::scenarios(&CatalogShape::of(&admin).await.unwrap());
-    let events: Vec<String> = scenarios.iter().map(entry::scenario_event).collect();
+    let shape = CatalogShape::of(&admin).await.unwrap();
+    let shared = testkit::scenarios(&shape);
+    let scenarios: Vec<Scenario> = shared
+        .iter()
+        .cloned()
+        .chain(testkit::more_scenarios(&shape))
+        .collect();
 
-    // Same answers first: the benchmark compares equals.
-    let mut differ = Vec::new();
-    for (s, event) in scenarios.iter().zip(&events) {
-        let ours = entry::invoke(&app, event).await.page();
-        let theirs = reference.request(s).await;
-        if ours.as_ref() != Ok(&theirs) {
-            differ.push(format!("{}: ours {ours:?}, PeerDB's {theirs:?}", s.name));
+    for accelerated in [false, true] {
+        if accelerated {
+            let started = Instant::now();
+            install_accelerator(&pg);
+            println!(
+                "\n## With the accelerator\n\nInstalled (`psql -f sql/accelerator-install.sql`) in {:.1} s.\n",
+                started.elapsed().as_secs_f64()
+            );
+        } else {
+            println!("## PeerDB's schema as it ships\n");
         }
-    }
-    assert!(
-        differ.is_empty(),
-        "not the same answers, nothing to compare:\n{}",
-        differ.join("\n")
-    );
-
-    println!(
-        "### {} rows, {} requests per scenario and side, interleaved\n",
-        o.rows, o.iterations
-    );
-    println!("| scenario | ours p50 ms | ours p99 ms | PeerDB p50 ms | PeerDB p99 ms | p50 ratio | round trips ours / PeerDB |");
-    println!("|---|---|---|---|---|---|---|");
-    for (s, event) in scenarios.iter().zip(&events) {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let (mut trips_a, mut trips_b) = (0, 0);
-        for _ in 0..o.iterations {
-            let before = relay.trips();
-            let t = Instant::now();
-            let answer = entry::invoke(&app, event).await;
-            a.push(t.elapsed());
-            let mid = relay.trips();
-            let t = Instant::now();
-            reference.request(s).await;
-            b.push(t.elapsed());
-            trips_a += mid - before;
-            trips_b += relay.trips() - mid;
-            if answer.status != 200 {
-                wrong.push(format!(
-                    "{}: status {}: {}",
-                    s.name, answer.status, answer.body
-                ));
+        // A new function: it looks for the accelerator at its first request.
+        let app = entry::app(&url).await;
+        let title = format!(
+            "### {} rows, {} requests per scenario and side, interleaved{}\n",
+            o.rows,
+            o.iterations,
+            if accelerated {
+                ", with the accelerator"
+            } else {
+                ""
             }
-        }
-        let n = o.iterations as f64;
-        let (pa, pb) = (percentile(&a, 0.5), percentile(&b, 0.5));
-        println!(
-            "| {} | {} | {} | {} | {} | {:.3} | {} / {} |",
-            s.name,
-            ms(pa),
-            ms(percentile(&a, 0.99)),
-            ms(pb),
-            ms(percentile(&b, 0.99)),
-            pa.as_secs_f64() / pb.as_secs_f64(),
-            trips_a as f64 / n,
-            trips_b as f64 / n
         );
-    }
-
-    wrong.extend(
-        writer::pass(
-            pg.port(),
-            &admin,
+        measure(
+            &title,
+            &relay,
             &app,
             &mut reference,
             &scenarios,
-            o.iterations.div_ceil(4),
+            o.iterations,
+            &mut wrong,
         )
-        .await,
-    );
+        .await;
+        wrong.extend(
+            writer::pass(
+                pg.port(),
+                &admin,
+                &app,
+                &mut reference,
+                &shared,
+                o.iterations.div_ceil(4),
+            )
+            .await,
+        );
+    }
     println!("{handler_cost}");
     let direct = pg.url(&format!("{READER}:{READER_PASSWORD}"), "postgres");
     cold_start::measure(&direct, &scenarios).await;

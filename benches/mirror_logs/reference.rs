@@ -41,9 +41,28 @@ impl Reference {
             args.push(Box::new(s.flow_job_name.clone()));
             filters.push("position($1 in flow_name) > 0".into());
         }
-        if !s.level.is_empty() && s.level != "all" {
-            args.push(Box::new(s.level.to_string()));
+        if let Some(level) = s.level() {
+            // PeerDB matches the level as sent, and so finds nothing for
+            // the UI's `warning`; what is measured is its statement for
+            // the rows the function returns.
+            let level = if level == "warning" { "warn" } else { level };
+            args.push(Box::new(level.to_string()));
             filters.push(format!("error_type = ${}", args.len()));
+        }
+        // The filters beyond PeerDB's, as PeerDB would have written them
+        // in its WHERE clause.
+        for (bound, op) in [(s.from_ms, ">="), (s.to_ms, "<")] {
+            if let Some(ms) = bound {
+                args.push(Box::new(ms));
+                filters.push(format!(
+                    "error_timestamp {op} timestamp 'epoch' + ${} * interval '1 millisecond'",
+                    args.len()
+                ));
+            }
+        }
+        if !s.message_contains.is_empty() {
+            args.push(Box::new(s.message_contains.to_string()));
+            filters.push(format!("position(${} in error_message) > 0", args.len()));
         }
         let count_filters = filters.clone();
         let count_args = args.len();
@@ -113,6 +132,15 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// PeerDB's answer to the names endpoint.
+    pub async fn names(&mut self) -> Vec<String> {
+        let stmt = self.statement(NAMES.to_string()).await;
+        let rows = self.client.query(&stmt, &[]).await.unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+}
+
 fn where_of(filters: &[String]) -> String {
     if filters.is_empty() {
         String::new()
@@ -120,3 +148,6 @@ fn where_of(filters: &[String]) -> String {
         format!(" WHERE {}", filters.join(" AND "))
     }
 }
+
+/// PeerDB's ListMirrorNames (flow/cmd/mirror_status.go), verbatim.
+pub const NAMES: &str = "select distinct flow_name from peerdb_stats.flow_errors where flow_name not like 'clone_%' order by flow_name";

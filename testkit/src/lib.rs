@@ -8,5 +8,5 @@ mod scenarios;
 mod throwaway_pg;
 
 pub use catalog::{add_reader, provision, seed, PEERDB_SCHEMA};
-pub use scenarios::{scenarios, CatalogShape, Cursor, Scenario};
+pub use scenarios::{more_scenarios, scenarios, CatalogShape, Cursor, Scenario};
 pub use throwaway_pg::{server_owner, stop_when_parent_dies, ThrowawayPg, SUPERUSER};

@@ -18,6 +18,11 @@ pub struct Scenario {
     pub num_per_page: i64,
     pub before_id: i64,
     pub after_id: i64,
+    /// Beyond PeerDB: `fromTimestamp` and `toTimestamp`, ms since the epoch.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Beyond PeerDB: `messageContains`, `""` for none.
+    pub message_contains: &'static str,
 }
 
 /// Which rows a scenario's cursor keeps, for the values this list uses
@@ -34,14 +39,24 @@ pub enum Cursor {
 impl Scenario {
     /// The JSON request body.
     pub fn body(&self) -> Value {
-        json!({
+        let mut body = json!({
             "flowJobName": self.flow_job_name,
             "level": self.level,
             "page": self.page,
             "numPerPage": self.num_per_page,
             "beforeId": self.before_id,
             "afterId": self.after_id,
-        })
+        });
+        if let Some(from) = self.from_ms {
+            body["fromTimestamp"] = json!(from);
+        }
+        if let Some(to) = self.to_ms {
+            body["toTimestamp"] = json!(to);
+        }
+        if !self.message_contains.is_empty() {
+            body["messageContains"] = json!(self.message_contains);
+        }
+        body
     }
 
     pub fn cursor(&self) -> Cursor {
@@ -74,6 +89,8 @@ pub struct CatalogShape {
     /// A mirror with 1% of the rows in a catalog [`seed`](crate::seed)ed
     /// with 100 mirrors (and its `clone_` flows, which its name is part of).
     pub mirror: String,
+    /// The `error_timestamp` of the row halfway up the ids, in ms.
+    pub mid_ms: i64,
 }
 
 impl CatalogShape {
@@ -88,10 +105,18 @@ impl CatalogShape {
                 &[],
             )
             .await?;
+        let mid = client
+            .query_one(
+                "SELECT floor(extract(epoch FROM error_timestamp) * 1000)::int8 FROM peerdb_stats.flow_errors
+                 WHERE id >= ($1::int8 + $2::int8) / 2 ORDER BY id LIMIT 1",
+                &[&bounds.get::<_, i64>(0), &bounds.get::<_, i64>(1)],
+            )
+            .await?;
         Ok(CatalogShape {
             min_id: bounds.get(0),
             max_id: bounds.get(1),
             mirror: mirror.get(0),
+            mid_ms: mid.get(0),
         })
     }
 }
@@ -107,6 +132,9 @@ pub fn scenarios(shape: &CatalogShape) -> Vec<Scenario> {
         num_per_page: 50,
         before_id: -1,
         after_id: -1,
+        from_ms: None,
+        to_ms: None,
+        message_contains: "",
     };
     vec![
         Scenario {
@@ -147,6 +175,67 @@ pub fn scenarios(shape: &CatalogShape) -> Vec<Scenario> {
         Scenario {
             name: "deprecated page: 50",
             page: 50,
+            ..base
+        },
+    ]
+}
+
+/// The benchmark's further requests, beyond the shared eight: broad
+/// mirror filters with sparse and empty answers, and the filters beyond
+/// PeerDB's. Their answers are compared with PeerDB's statements extended
+/// by the same filters.
+pub fn more_scenarios(shape: &CatalogShape) -> Vec<Scenario> {
+    const DAY_MS: i64 = 86_400_000;
+    let base = scenarios(shape).remove(0);
+    let day = Scenario {
+        from_ms: Some(shape.mid_ms - DAY_MS / 2),
+        to_ms: Some(shape.mid_ms + DAY_MS / 2),
+        ..base.clone()
+    };
+    vec![
+        Scenario {
+            name: "a quarter of the mirrors (`_cdc`), newest page",
+            flow_job_name: "_cdc".into(),
+            ..base.clone()
+        },
+        Scenario {
+            name: "a quarter of the mirrors (`_cdc`), level: error",
+            flow_job_name: "_cdc".into(),
+            level: "error",
+            ..base.clone()
+        },
+        Scenario {
+            name: "healthy mirrors (`_to_bigquery`), level: error (none)",
+            flow_job_name: "_to_bigquery".into(),
+            level: "error",
+            ..base.clone()
+        },
+        Scenario {
+            name: "every mirror by substring (`_`), level: error",
+            flow_job_name: "_".into(),
+            level: "error",
+            ..base.clone()
+        },
+        Scenario {
+            name: "UI: level: warning, next page of 10",
+            level: "warning",
+            num_per_page: 10,
+            before_id: (shape.min_id + shape.max_id) / 2,
+            ..base.clone()
+        },
+        Scenario {
+            name: "one day (mid-table)",
+            ..day.clone()
+        },
+        Scenario {
+            name: "one day, one mirror, level: error",
+            flow_job_name: shape.mirror.clone(),
+            level: "error",
+            ..day
+        },
+        Scenario {
+            name: "message contains `deadlock`",
+            message_contains: "deadlock",
             ..base
         },
     ]
