@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio_postgres::config::SslMode;
 
 use crate::bearer::{BearerConfigError, OAuthConfig};
+use crate::metrics::DEFAULT_NAMESPACE;
 
 /// What the environment says, typed.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub secrets: SecretRefs,
     pub limits: Limits,
+    /// `PEERDB_LOGS_METRICS_NAMESPACE`, checked to be one CloudWatch takes;
+    /// `None` when `PEERDB_LOGS_DISABLE_METRICS` turns the metrics off.
+    pub metrics_namespace: Option<String>,
 }
 
 /// Where secrets kept the AWS way are, resolved by `secrets`.
@@ -111,6 +115,11 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("{0} is too large")]
     TooLarge(&'static str),
+    #[error(
+        "{0} must be at most 255 letters, digits, spaces and . - _ / # : (not only spaces), \
+         and must not start with AWS/"
+    )]
+    BadNamespace(&'static str),
     // The parser's message can quote the URL, password included.
     #[error("DATABASE_URL is not a valid Postgres connection string")]
     BadUrl,
@@ -184,6 +193,11 @@ impl Config {
                     .map_err(|_| ConfigError::TooLarge("PEERDB_LOGS_MAX_PAGE_SIZE"))?,
                 max_body_bytes: vars.number("PEERDB_LOGS_MAX_BODY_BYTES", 64 * 1024)? as usize,
             },
+            metrics_namespace: if vars.flag("PEERDB_LOGS_DISABLE_METRICS")? {
+                None
+            } else {
+                Some(vars.namespace("PEERDB_LOGS_METRICS_NAMESPACE")?)
+            },
         })
     }
 }
@@ -242,6 +256,24 @@ impl Vars<'_> {
         self.get(name)
             .map(|v| v.trim().parse().map_err(|_| ConfigError::NotAPort(name)))
             .transpose()
+    }
+
+    /// A CloudWatch namespace: what PutMetricData takes, but the `AWS/`
+    /// namespaces, which are AWS's own. One it refuses would drop every
+    /// document silently, so it is refused here instead.
+    fn namespace(&self, name: &'static str) -> Result<String, ConfigError> {
+        let namespace = self
+            .get(name)
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let allowed = |c: char| c.is_ascii_alphanumeric() || " .-_/#:".contains(c);
+        if namespace.len() > 255
+            || !namespace.chars().all(allowed)
+            || namespace.trim().is_empty()
+            || namespace.starts_with("AWS/")
+        {
+            return Err(ConfigError::BadNamespace(name));
+        }
+        Ok(namespace)
     }
 
     fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
@@ -334,6 +366,8 @@ mod tests {
             .to_string()
             .contains("PEERDB_CATALOG_HOST"));
         for (name, value) in [
+            ("PEERDB_LOGS_DISABLE_METRICS", "off"),
+            ("PEERDB_LOGS_METRICS_NAMESPACE", "AWS/Lambda"),
             ("PEERDB_CATALOG_PORT", "70000"),
             ("PEERDB_LOGS_MAX_PAGE_SIZE", "many"),
             ("PEERDB_CATALOG_POOL_SIZE", "0"),
@@ -350,5 +384,49 @@ mod tests {
             .unwrap_err(),
             ConfigError::UrlAndSecret
         );
+    }
+
+    #[test]
+    fn metrics_are_on_in_their_namespace_unless_turned_off() {
+        assert_eq!(
+            config(&[]).unwrap().metrics_namespace.as_deref(),
+            Some("PeerDBMirrorLogs")
+        );
+        let ns = |value: &str| {
+            config(&[("PEERDB_LOGS_METRICS_NAMESPACE", value)]).map(|c| c.metrics_namespace)
+        };
+        for good in [
+            "Team/PeerDB Logs",
+            "peerdb.logs-prod_1#a:b",
+            &"x".repeat(255),
+        ] {
+            assert_eq!(ns(good), Ok(Some(good.to_string())));
+        }
+        // Empty is unset, as for every variable: the default.
+        assert_eq!(ns(""), Ok(Some("PeerDBMirrorLogs".into())));
+        for bad in [
+            "AWS/Lambda",
+            "logs\u{e9}",
+            "a{b}",
+            "   ",
+            "a\nb",
+            &"x".repeat(256),
+        ] {
+            assert_eq!(
+                ns(bad),
+                Err(ConfigError::BadNamespace("PEERDB_LOGS_METRICS_NAMESPACE")),
+                "{bad:?}"
+            );
+        }
+        for off in ["true", "1", "TRUE"] {
+            let c = config(&[
+                ("PEERDB_LOGS_DISABLE_METRICS", off),
+                ("PEERDB_LOGS_METRICS_NAMESPACE", "AWS/not-checked-when-off"),
+            ])
+            .unwrap();
+            assert_eq!(c.metrics_namespace, None, "{off}");
+        }
+        let on = config(&[("PEERDB_LOGS_DISABLE_METRICS", "false")]).unwrap();
+        assert!(on.metrics_namespace.is_some());
     }
 }

@@ -1,7 +1,7 @@
 //! PeerDB's mirror logs API (`POST /api/v1/mirrors/logs`, and
 //! `GET /api/v1/mirrors/names` beside it) as an AWS Lambda function. [`startup`] builds the application once; a request then goes
 //! through the modules in this order: [`route`] (paths, stage, the log
-//! line) → [`auth`] → [`handler`], which drives [`request`] (decoding) →
+//! line and the [`metrics`] document) → [`auth`] → [`handler`], which drives [`request`] (decoding) →
 //! [`query`] → [`catalog`] → [`response`] (encoding). [`error`] maps every
 //! failure to the spec's status and body.
 
@@ -12,6 +12,7 @@ mod catalog;
 pub mod config;
 pub mod error;
 mod handler;
+mod metrics;
 pub mod query;
 pub mod request;
 pub mod response;

@@ -1,6 +1,7 @@
 //! Which requests are ours, and the layers every request passes: one axum
 //! router, which `lambda_http` runs in Lambda and `axum::serve` runs in
-//! local mode.
+//! local mode. The outermost layer sees each request whole, and writes its
+//! log line and its metrics document.
 //!
 //! Each endpoint (logs, names) has two paths, and behind API Gateway the
 //! path may carry the stage (`/prod/api/v1/mirrors/logs`): `lambda_http`
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::error::{describe, ApiError};
 use crate::handler::{self, Outcome};
+use crate::metrics::{Endpoint, Measured, Metrics};
 use crate::startup::App;
 
 /// The UI's path and the flow API's own path: the same endpoint.
@@ -32,9 +34,10 @@ pub const NAMES_PATHS: [&str; 2] = ["/api/v1/mirrors/names", "/v1/mirrors/names"
 
 /// The whole application: 404 for any other path, 405 for any other method
 /// on ours, authentication before the body is read, one log line per
-/// request. Without an `app` (its configuration is unusable), every request
-/// for an endpoint gets a 500.
-pub fn router(app: Option<Arc<App>>) -> Router {
+/// request, and one metrics document with `metrics` on. Without an `app`
+/// (its configuration is unusable), every request for an endpoint gets a
+/// 500.
+pub fn router(app: Option<Arc<App>>, metrics: Option<Arc<Metrics>>) -> Router {
     let (logs, names) = match app {
         Some(app) => {
             let auth = middleware::from_fn_with_state(app.clone(), authenticate);
@@ -61,7 +64,7 @@ pub fn router(app: Option<Arc<App>>) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(middleware::map_request(unstage))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(metrics, log_request))
 }
 
 async fn not_configured() -> ApiError {
@@ -82,15 +85,29 @@ async fn authenticate(
 /// The request with the stage taken off its path, when that names one of
 /// ours.
 async fn unstage(mut req: Request) -> Request {
-    let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
-        _ => None,
-    };
-    if let Some(path) = endpoint(req.uri().path(), stage.as_deref()) {
+    if let Some(path) = our_path(&req) {
         *req.uri_mut() = Uri::from_static(path);
     }
     req
+}
+
+/// Which of our paths the request is for, its stage taken into account.
+fn our_path(req: &Request) -> Option<&'static str> {
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
+        _ => None,
+    };
+    endpoint(req.uri().path(), stage)
+}
+
+/// The endpoint one of our paths belongs to, for the metrics.
+fn endpoint_of(path: Option<&str>) -> Endpoint {
+    match path {
+        Some(p) if LOGS_PATHS.contains(&p) => Endpoint::Logs,
+        Some(p) if NAMES_PATHS.contains(&p) => Endpoint::Names,
+        _ => Endpoint::Other,
+    }
 }
 
 /// Which of our paths `path` names, with or without the stage and a
@@ -110,9 +127,16 @@ fn endpoint(path: &str, stage: Option<&str>) -> Option<&'static str> {
 }
 
 /// The one log line of a request, written when it ends: what was asked,
-/// what came of it, and the cause of a failure.
-async fn log_request(req: Request, next: Next) -> Response {
+/// what came of it, and the cause of a failure; then, with metrics on, its
+/// metrics document, of the same figures.
+async fn log_request(
+    axum::extract::State(metrics): axum::extract::State<Option<Arc<Metrics>>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
+    let cold_start = metrics.as_ref().is_some_and(|m| m.first_request());
+    let endpoint = endpoint_of(our_path(&req));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let context = req.lambda_context_ref();
@@ -123,7 +147,8 @@ async fn log_request(req: Request, next: Next) -> Response {
     let total_ms = millis(started.elapsed());
     let outcome = response.extensions().get::<Outcome>();
     let db_ms = outcome.and_then(|o| o.db_time).map(millis);
-    match response.extensions().get::<Arc<ApiError>>() {
+    let failure = response.extensions().get::<Arc<ApiError>>();
+    match failure {
         Some(e) if response.status().is_server_error() => {
             let error = describe(e.as_ref());
             warn!(request_id, trace_id, status, %method, %path, %error, db_ms, total_ms, "request failed")
@@ -143,6 +168,18 @@ async fn log_request(req: Request, next: Next) -> Response {
             "request served"
         ),
     }
+    if let Some(metrics) = &metrics {
+        metrics.emit(&Measured {
+            endpoint,
+            status,
+            total_ms,
+            db_ms,
+            // As the log line: rows only for a request served.
+            rows: outcome.filter(|_| failure.is_none()).map(|o| o.rows),
+            request_id: &request_id,
+            cold_start,
+        });
+    }
     response
 }
 
@@ -153,7 +190,22 @@ fn millis(d: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint;
+    use super::{endpoint, endpoint_of};
+    use crate::metrics::Endpoint;
+
+    #[test]
+    fn the_metrics_endpoint_of_each_path() {
+        for (path, stage, expected) in [
+            ("/api/v1/mirrors/logs", None, Endpoint::Logs),
+            ("/prod/v1/mirrors/logs/", Some("prod"), Endpoint::Logs),
+            ("/api/v1/mirrors/names", None, Endpoint::Names),
+            ("/v1/mirrors/names", Some("$default"), Endpoint::Names),
+            ("/api/v1/mirrors/logsx", None, Endpoint::Other),
+            ("/", None, Endpoint::Other),
+        ] {
+            assert_eq!(endpoint_of(endpoint(path, stage)), expected, "{path}");
+        }
+    }
 
     #[test]
     fn both_paths_with_and_without_a_stage() {

@@ -15,6 +15,7 @@ use crate::bearer::{Bearer, BearerConfigError};
 use crate::catalog::{Catalog, SetupError};
 use crate::config::{Config, ConfigError, Limits};
 use crate::error::describe;
+use crate::metrics::Metrics;
 use crate::route;
 use crate::secrets::{self, PasswordSecret, SecretsError};
 
@@ -44,13 +45,20 @@ pub async fn from_env() -> Router {
 }
 
 /// The application `config` describes. One that cannot be used is said
-/// once in the log; every request then gets a 500.
+/// once in the log; every request then gets a 500. The metrics go on
+/// whenever the configuration itself parsed, so that a secret that cannot
+/// be read shows as 5xx in them too.
 pub async fn build(config: Result<Config, ConfigError>) -> Router {
+    let metrics = config
+        .as_ref()
+        .ok()
+        .and_then(|c| c.metrics_namespace.clone())
+        .map(|namespace| Arc::new(Metrics::new(namespace)));
     match app(config).await {
-        Ok(app) => route::router(Some(Arc::new(app))),
+        Ok(app) => route::router(Some(Arc::new(app)), metrics),
         Err(e) => {
             error!(problem = %describe(&e), "not configured: every request will get a 500 until this is fixed");
-            route::router(None)
+            route::router(None, metrics)
         }
     }
 }

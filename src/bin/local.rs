@@ -49,6 +49,11 @@ async fn main() -> Result<(), BoxError> {
     } else {
         None
     };
+    // No CloudWatch here to read the metrics documents, and stdout is the
+    // user's terminal: off unless asked for (PEERDB_LOGS_DISABLE_METRICS=false).
+    if env("PEERDB_LOGS_DISABLE_METRICS").is_none() {
+        overrides.insert("PEERDB_LOGS_DISABLE_METRICS", "true".to_string());
+    }
     let app = startup::build(Config::from_vars(|name| {
         overrides.get(name).cloned().or_else(|| env(name))
     }))

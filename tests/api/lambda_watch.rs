@@ -2,7 +2,8 @@
 //! emulates it, the `bootstrap` binary polls it as it does in Lambda, and
 //! every file in `events/` goes in through `cargo lambda invoke
 //! --data-file`. Its log is Lambda's JSON format, one line per request
-//! with the runtime's request id.
+//! with the runtime's request id, and beside each its metrics document,
+//! a line of its own on the same stdout.
 //!
 //! Ignored unless asked for (`cargo test -- --include-ignored`): it needs
 //! cargo-lambda, which a fresh machine lacks (tests/api/ignored.rs).
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use crate::events::{sample_catalog, sample_events};
 use crate::helpers::*;
+use crate::metrics::emf_documents;
 
 /// Children killed when the test ends, however it ends.
 struct Killed(Vec<Child>);
@@ -138,10 +140,10 @@ async fn every_sample_event_through_cargo_lambda_watch() {
     }
 
     drop(children);
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str(&line).ok())
+    let output: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    let lines: Vec<Value> = output
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
         .filter(|line: &Value| line["fields"]["status"].is_u64())
         .collect();
     assert_eq!(
@@ -163,5 +165,32 @@ async fn every_sample_event_through_cargo_lambda_watch() {
             );
             assert!(fields["db_ms"].is_f64(), "{line}");
         }
+    }
+
+    // The metrics: one document per request, of the log line's figures.
+    let documents = emf_documents(&output);
+    assert_eq!(
+        documents.len(),
+        events.len(),
+        "one document per request: {output:#?}"
+    );
+    for (i, (((_, answer), line), doc)) in events.iter().zip(&lines).zip(&documents).enumerate() {
+        let fields = &line["fields"];
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "PeerDBMirrorLogs"
+        );
+        assert_eq!(doc["request_id"], fields["request_id"], "{doc}");
+        assert_eq!(doc["Latency"], fields["total_ms"], "{doc}");
+        assert_eq!(
+            doc["CatalogTime"].as_f64(),
+            fields["db_ms"].as_f64(),
+            "{doc}"
+        );
+        assert_eq!(doc["Rows"], fields["rows"], "{doc}");
+        assert_eq!(doc["Endpoint"], "logs", "{doc}");
+        let class = format!("{}xx", answer.status() / 100);
+        assert_eq!(doc["StatusClass"], class.as_str(), "{doc}");
+        assert_eq!(doc["ColdStart"], u64::from(i == 0), "{doc}");
     }
 }

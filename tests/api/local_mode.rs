@@ -60,7 +60,12 @@ async fn local_mode_serves_a_configured_catalog_over_http() {
     assert_eq!(status, 405);
     let (status, _) = server.request("POST /elsewhere HTTP/1.1", b"").await;
     assert_eq!(status, 404);
-    server.terminate();
+    // Metrics are off unless asked for (tests/api/metrics.rs asks).
+    let output = server.terminate();
+    assert!(
+        !output.iter().any(|line| line.contains("\"_aws\"")),
+        "{output:#?}"
+    );
 }
 
 #[tokio::test]

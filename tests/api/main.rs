@@ -17,6 +17,7 @@ mod lambda_watch;
 mod limits;
 mod local_mode;
 mod log_line;
+mod metrics;
 mod names;
 mod paging;
 mod pgbouncer;

@@ -449,9 +449,17 @@ pub fn ids_of(json: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// The function as start-up builds it from `vars`, with `extra` on top.
+/// The function as start-up builds it from `vars`, with `extra` on top;
+/// its metrics off unless they say otherwise, as their documents go to
+/// stdout, the test harness's own (tests/api/metrics.rs reads them from
+/// the real binaries).
 pub async fn app_with(vars: &[(&str, &str)], extra: &[(&str, &str)]) -> Router {
-    let vars: HashMap<&str, &str> = vars.iter().chain(extra).copied().collect();
+    let vars: HashMap<&str, &str> = [("PEERDB_LOGS_DISABLE_METRICS", "true")]
+        .iter()
+        .chain(vars)
+        .chain(extra)
+        .copied()
+        .collect();
     startup::build(Config::from_vars(|k| vars.get(k).map(|v| v.to_string()))).await
 }
 
