@@ -55,7 +55,7 @@ impl Reference {
             if let Some(ms) = bound {
                 args.push(Box::new(ms));
                 filters.push(format!(
-                    "error_timestamp {op} timestamp 'epoch' + ${} * interval '1 millisecond'",
+                    "error_timestamp {op} timestamp 'epoch' + ${}::int8 * interval '1 millisecond'",
                     args.len()
                 ));
             }

@@ -76,3 +76,24 @@ async fn a_coding_refused_or_unknown_is_not_used() {
         assert_eq!(reply.ids().len(), 200);
     }
 }
+
+#[tokio::test]
+async fn with_compression_turned_off_a_page_goes_plain_whatever_is_accepted() {
+    // As behind PeerDB's UI, whose proxy (Node's fetch) asks for gzip,
+    // decodes the answer, and passes the header on to the browser.
+    let app = catalog()
+        .await
+        .app(&[("PEERDB_LOGS_DISABLE_COMPRESSION", "true")])
+        .await;
+    for source in SOURCES {
+        let call =
+            Call::logs(json!({"numPerPage": 200})).header("accept-encoding", "gzip, deflate");
+        let reply = invoke(&app, &call.event(source)).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.compressed.as_deref()),
+            (200, None),
+            "{source:?}"
+        );
+        assert_eq!(reply.ids().len(), 200);
+    }
+}
