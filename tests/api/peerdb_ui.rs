@@ -32,13 +32,8 @@
 use axum::Router;
 use serde_json::Value;
 
+use crate::events::UI_SETTINGS;
 use crate::helpers::*;
-
-/// What the template sets in the UI deployment.
-const UI_SETTINGS: [(&str, &str); 2] = [
-    ("PEERDB_LOGS_DISABLE_AUTH", "true"),
-    ("PEERDB_LOGS_DISABLE_COMPRESSION", "true"),
-];
 
 /// `PEERDB_FLOW_SERVER_HTTP`'s host: the template's output, the internal
 /// ALB's DNS name, on port 80.
@@ -560,5 +555,28 @@ async fn with_authentication_on_the_uis_requests_get_a_401() {
         ),
     ] {
         invoke(&app, &event).await.error(401, 16);
+    }
+}
+
+/// `events/alb-peerdb-ui.json` is the first request of the Logs page as
+/// these tests send it through the ALB (events.rs replays it).
+#[test]
+fn the_sample_event_is_the_logs_pages_first_request_through_the_alb() {
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/events/alb-peerdb-ui.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let sent: Value = serde_json::from_str(&alb_event(
+        "POST",
+        "/v1/mirrors/logs",
+        Some(&LogsTable::logs_page().body()),
+    ))
+    .unwrap();
+    for key in ["httpMethod", "path", "headers", "body", "isBase64Encoded"] {
+        assert_eq!(file[key], sent[key], "{key}");
     }
 }
