@@ -19,8 +19,12 @@ pub struct Config {
     /// `PEERDB_PASSWORD`: plain, or KMS ciphertext when `kms_key_id` is set.
     pub api_password: Option<Secret>,
     /// `PEERDB_LOGS_DISABLE_AUTH`: for deployments that authorize at API
-    /// Gateway.
+    /// Gateway, or are reachable only inside a private network.
     pub auth_disabled: bool,
+    /// `PEERDB_LOGS_DISABLE_COMPRESSION`: never compress, whatever the
+    /// caller accepts. PeerDB's UI needs it: its proxy's fetch accepts gzip,
+    /// decodes the body, and passes the `Content-Encoding` on to the browser.
+    pub compression_disabled: bool,
     /// `PEERDB_OAUTH_*`: bearer tokens, beside the password.
     pub oauth: Option<OAuthConfig>,
     pub catalog: CatalogConfig,
@@ -170,6 +174,7 @@ impl Config {
         Ok(Config {
             api_password: vars.get("PEERDB_PASSWORD").map(Secret),
             auth_disabled: vars.flag("PEERDB_LOGS_DISABLE_AUTH")?,
+            compression_disabled: vars.flag("PEERDB_LOGS_DISABLE_COMPRESSION")?,
             oauth: OAuthConfig::from_vars(|name| vars.get(name))?,
             catalog: CatalogConfig {
                 target,
@@ -356,6 +361,13 @@ mod tests {
     }
 
     #[test]
+    fn compression_is_off_only_when_said_so() {
+        assert!(!config(&[]).unwrap().compression_disabled);
+        let c = config(&[("PEERDB_LOGS_DISABLE_COMPRESSION", "true")]).unwrap();
+        assert!(c.compression_disabled);
+    }
+
+    #[test]
     fn missing_or_malformed_settings_name_the_variable() {
         let no_host = config(&[]).unwrap();
         assert_eq!(no_host.catalog.pg().unwrap_err(), ConfigError::NoCatalog);
@@ -372,6 +384,7 @@ mod tests {
             ("PEERDB_LOGS_MAX_PAGE_SIZE", "many"),
             ("PEERDB_CATALOG_POOL_SIZE", "0"),
             ("PEERDB_LOGS_DISABLE_AUTH", "yes"),
+            ("PEERDB_LOGS_DISABLE_COMPRESSION", "no thanks"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

@@ -31,7 +31,7 @@ pub struct Outcome {
 }
 
 pub async fn logs(State(app): State<Arc<App>>, req: Request) -> Response {
-    let (deadline, encoding) = (deadline_of(&req), encoding_of(&req));
+    let (deadline, encoding) = (deadline_of(&req), encoding_of(&app, &req));
     let mut outcome = Outcome::default();
     let result = serve(&app, req.into_body(), deadline, encoding, &mut outcome).await;
     respond(result, outcome)
@@ -46,7 +46,7 @@ pub async fn names(State(app): State<Arc<App>>, req: Request) -> Response {
         db_time: Some(started.elapsed()),
         ..Outcome::default()
     };
-    let encoding = encoding_of(&req);
+    let encoding = encoding_of(&app, &req);
     let result = names.map_err(ApiError::from).map(|names| {
         outcome.rows = names.len();
         outcome.total = names.len() as i64;
@@ -78,8 +78,11 @@ fn respond(result: Result<(Vec<u8>, Encoding), ApiError>, outcome: Outcome) -> R
     response
 }
 
-/// The coding the caller accepts, if any.
-fn encoding_of(req: &Request) -> Encoding {
+/// The coding the caller accepts, if any, unless compression is off.
+fn encoding_of(app: &App, req: &Request) -> Encoding {
+    if !app.compress {
+        return Encoding::Identity;
+    }
     Encoding::negotiate(
         req.headers()
             .get(ACCEPT_ENCODING)

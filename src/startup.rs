@@ -24,6 +24,8 @@ pub(crate) struct App {
     pub(crate) auth: Auth,
     pub(crate) catalog: Catalog,
     pub(crate) limits: Limits,
+    /// Whether a body may go compressed (`PEERDB_LOGS_DISABLE_COMPRESSION`).
+    pub(crate) compress: bool,
 }
 
 /// Why the configuration cannot be used.
@@ -80,6 +82,7 @@ async fn app(config: Result<Config, ConfigError>) -> Result<App, StartupError> {
         auth: auth(&config, resolved.password_secret, bearer),
         catalog: Catalog::new(&config.catalog, resolved.catalog_secret)?,
         limits: config.limits,
+        compress: !config.compression_disabled,
     })
 }
 

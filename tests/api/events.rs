@@ -40,13 +40,22 @@ pub enum Answer {
     DocsPage,
     /// `http-api-gzip.json`: the 38 info lines, 50 a page, compressed.
     InfoPage,
+    /// `alb-peerdb-ui.json`: PeerDB's UI's first Logs page, 15 lines of
+    /// every level, from a function configured as the UI deployment is.
+    UiFirstPage,
     Error(u16),
 }
+
+/// What the template sets in the UI deployment (`PeerdbUiAlb=true`).
+pub const UI_SETTINGS: [(&str, &str); 2] = [
+    ("PEERDB_LOGS_DISABLE_AUTH", "true"),
+    ("PEERDB_LOGS_DISABLE_COMPRESSION", "true"),
+];
 
 impl Answer {
     pub fn status(&self) -> u16 {
         match self {
-            Answer::DocsPage | Answer::InfoPage => 200,
+            Answer::DocsPage | Answer::InfoPage | Answer::UiFirstPage => 200,
             Answer::Error(status) => *status,
         }
     }
@@ -56,7 +65,25 @@ impl Answer {
         match self {
             Answer::DocsPage => vec![3, 1],
             Answer::InfoPage => (4..=40).rev().chain([2]).collect(),
+            Answer::UiFirstPage => (26..=40).rev().collect(),
             Answer::Error(_) => vec![],
+        }
+    }
+
+    /// The `total` a 200 carries.
+    pub fn total(&self) -> usize {
+        match self {
+            Answer::UiFirstPage => 40,
+            _ => self.ids().len(),
+        }
+    }
+
+    /// The settings the function needs, beside the catalog and
+    /// `PEERDB_PASSWORD=peerdb`, to give this answer.
+    pub fn settings(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Answer::UiFirstPage => &UI_SETTINGS,
+            _ => &[],
         }
     }
 }
@@ -67,6 +94,7 @@ pub fn sample_events() -> Vec<(std::path::PathBuf, Answer)> {
         "wrong-password.json" => Some(Answer::Error(401)),
         "malformed-body.json" => Some(Answer::Error(400)),
         "http-api-gzip.json" => Some(Answer::InfoPage),
+        "alb-peerdb-ui.json" => Some(Answer::UiFirstPage),
         "rest-api-stage.json"
         | "http-api-default-stage.json"
         | "http-api-named-stage.json"
@@ -86,16 +114,16 @@ pub fn sample_events() -> Vec<(std::path::PathBuf, Answer)> {
             .unwrap_or_else(|| panic!("events/{file} has no expected answer in this test"));
         events.push((path, answer));
     }
-    assert_eq!(events.len(), 8);
+    assert_eq!(events.len(), 9);
     events
 }
 
 #[tokio::test]
 async fn every_sample_event_gets_its_documented_answer() {
     let catalog = sample_catalog().await;
-    let app = catalog.app(&[]).await;
     for (path, answer) in sample_events() {
         let file = path.file_name().unwrap().to_string_lossy();
+        let app = catalog.app(answer.settings()).await;
         let reply = invoke(&app, &std::fs::read_to_string(&path).unwrap()).await;
         assert_eq!(
             reply.status.as_u16(),
@@ -112,6 +140,12 @@ async fn every_sample_event_gets_its_documented_answer() {
             Answer::InfoPage => {
                 assert_eq!(reply.ids(), answer.ids(), "events/{file}");
                 assert_eq!(reply.compressed.as_deref(), Some("br"));
+            }
+            Answer::UiFirstPage => {
+                assert_eq!(reply.ids(), answer.ids(), "events/{file}");
+                assert_eq!((reply.total(), reply.page()), (40, 1));
+                // It accepts gzip, and the page is over 1 KiB.
+                assert_eq!(reply.compressed, None);
             }
             Answer::Error(_) => {}
         }

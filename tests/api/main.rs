@@ -20,6 +20,7 @@ mod log_line;
 mod metrics;
 mod names;
 mod paging;
+mod peerdb_ui;
 mod pgbouncer;
 mod properties;
 mod routing;

@@ -67,6 +67,20 @@ impl Server {
         }
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A keep-alive connection to it, for requests sent byte for byte.
+    pub async fn connect(&self) -> Connection {
+        Connection {
+            stream: tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .unwrap(),
+            unread: Vec::new(),
+        }
+    }
+
     /// Sends raw HTTP/1.1 and returns (status, body).
     pub async fn request(&self, head: &str, body: &[u8]) -> (u16, Value) {
         self.request_declaring(head, body.len(), body).await
@@ -116,6 +130,90 @@ impl Server {
         self.startup.extend(self.output.iter());
         assert_no_secret_leaked();
         std::mem::take(&mut self.startup)
+    }
+}
+
+/// One connection kept alive, as an HTTP client's pool keeps it.
+pub struct Connection {
+    stream: tokio::net::TcpStream,
+    /// Read past the last answer.
+    unread: Vec<u8>,
+}
+
+/// An answer as it came off the wire.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The header's value (names without regard to case); the first, if
+    /// repeated.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Connection {
+    /// Sends `request` exactly as given and reads one answer, framed by its
+    /// `Content-Length`; the connection stays open for the next.
+    pub async fn exchange(&mut self, request: &[u8]) -> HttpReply {
+        self.stream.write_all(request).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.read_answer())
+            .await
+            .expect("an answer within 10 s")
+    }
+
+    async fn read_answer(&mut self) -> HttpReply {
+        let head_end = loop {
+            if let Some(i) = self.unread.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            self.fill().await;
+        };
+        let head = String::from_utf8(self.unread[..head_end].to_vec()).unwrap();
+        self.unread.drain(..head_end + 4);
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').unwrap();
+                (name.to_string(), value.trim().to_string())
+            })
+            .collect();
+        let mut reply = HttpReply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let length: usize = reply
+            .header("content-length")
+            .unwrap_or_else(|| panic!("an answer without Content-Length: {head}"))
+            .parse()
+            .unwrap();
+        while self.unread.len() < length {
+            self.fill().await;
+        }
+        reply.body = self.unread.drain(..length).collect();
+        check_for_secrets(&String::from_utf8_lossy(&reply.body));
+        reply
+    }
+
+    async fn fill(&mut self) {
+        let mut buf = [0; 16 * 1024];
+        let n = self.stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+        self.unread.extend_from_slice(&buf[..n]);
     }
 }
 

@@ -25,7 +25,7 @@ mod local_server;
 mod pgbouncer;
 pub mod tokens;
 
-pub use local_server::{Server, DOCS_HEAD};
+pub use local_server::{Connection, Server, DOCS_HEAD};
 pub use pgbouncer::PgBouncer;
 
 pub const READER: &str = "logs_reader";
