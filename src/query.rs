@@ -43,8 +43,14 @@ const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])"
 /// Whether a mirror's page reads the mirror's rows rather than walking
 /// the primary key; decided inside the statement, in the `gate` CTE.
 const BY_NAME: &str = "(SELECT by_name FROM gate)";
-/// Whether a mirror (with a level) is counted by reading the whole table.
+/// Whether a narrowed mirror holds over a tenth of the rows.
 const BIG: &str = "(SELECT big FROM gate)";
+/// Whether the probe holds the page.
+const FOUND: &str = "(SELECT found FROM gate)";
+/// Whether the matching ids are kept from one sequential pass.
+const SCAN: &str = "(SELECT scan FROM gate)";
+/// Whether the matching ids are kept, by either way.
+const KEEPS: &str = "(SELECT by_name OR scan FROM gate)";
 const NEWER_THAN_PAGE: &str = "id > (SELECT max(id) FROM page)";
 
 /// The result rows, columns in the order `catalog` reads them: `total` and
@@ -80,6 +86,15 @@ const KEPT_ID_COST: f64 = 0.005;
 /// plan (95ee7a2).
 const BIG_MIRROR_ONE_IN: i64 = 10;
 
+/// The probe reads this many rows of the primary key from the cursor, or
+/// [`PROBE_ROWS_PER_WANTED`] for each row of the page and its offset if
+/// more: one to three milliseconds, enough to find a page of 50 among
+/// matches one in 200 (an error among the rows of a tenth of the mirrors).
+const PROBE_ROWS: f64 = 10_000.0;
+const PROBE_ROWS_PER_WANTED: f64 = 20.0;
+/// At most this many: a deep deprecated page is not worth a longer probe.
+const PROBE_ROWS_MAX: f64 = 1_000_000.0;
+
 // What the accelerated statement weighs, in its `gate`, to choose between
 // walking the primary key and merging each (mirror, level)'s newest ids
 // from the accelerator's index. Both in rows read by the walk.
@@ -101,20 +116,32 @@ const WALK_SLACK: f64 = 100.0;
 /// `gate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Strategy {
-    /// No mirror filter: the page walks the primary key, and `total`
-    /// counts every matching row.
+    /// No filter at all: the page walks the primary key, and `total`
+    /// counts every row.
     WholeTable,
+    /// No mirror filter, but a level, a time range or a message substring:
+    /// read as [`Strategy::MirrorNarrowed`] reads a big mirror.
+    Narrowed,
     /// A mirror filter, every level: `total` is the mirror's count in the
     /// name index; the page is read through that index or by walking the
     /// primary key, whichever reads fewer rows.
     Mirror,
     /// A mirror filter narrowed further, by a level, a time range or a
     /// message substring, which no index of PeerDB's holds, so counting
-    /// visits the mirror's rows in the heap. Unless walking the primary key
-    /// is far cheaper, that one visit keeps the matching ids for both page
-    /// and count. Otherwise the page walks the primary key, and the count
-    /// visits the mirror's rows, or reads the whole table in one sequential
-    /// pass (as PeerDB does) when the mirror holds over a tenth of it.
+    /// visits the mirror's rows in the heap. First a probe: the first rows
+    /// of the primary key from the cursor, which give the page when matches
+    /// are dense, and the mirror's share of the rows. Then one of:
+    /// - the page from the probe, and the count in one sequential pass
+    ///   (as PeerDB counts) for a mirror of over a tenth of the rows, or
+    ///   through the mirror's rows otherwise;
+    /// - for a small mirror, its matching ids kept from one visit through
+    ///   the name index, for both page and count;
+    /// - for a big one, when the probe found too few matches, the matching
+    ///   ids kept from one sequential pass, for both page and count (so a
+    ///   sparse or empty answer costs one pass, where PeerDB's page walks
+    ///   the whole primary key before its count reads the table);
+    /// - for a mirror between the two, the page by walking the primary key
+    ///   on, when that costs less than keeping its ids.
     MirrorNarrowed,
     /// The accelerator is installed and nothing but a mirror and a level
     /// filters the rows: `total` is summed from its summary, the page is a
@@ -129,7 +156,8 @@ impl Strategy {
             return Strategy::Summary;
         }
         match (req.flow_job_name.is_empty(), req.narrows_rows()) {
-            (true, _) => Strategy::WholeTable,
+            (true, false) => Strategy::WholeTable,
+            (true, true) => Strategy::Narrowed,
             (false, false) => Strategy::Mirror,
             (false, true) => Strategy::MirrorNarrowed,
         }
@@ -160,8 +188,9 @@ pub fn plan(req: &LogsRequest, accelerator: Option<Accelerator>) -> Plan {
     let ctes = match (strategy, accelerator) {
         (Strategy::Summary, Some(a)) => summarized(&q, a),
         (Strategy::WholeTable, _) => whole_table(&q),
+        (Strategy::Narrowed, _) => narrowed(&q, false),
         (Strategy::Mirror, _) => mirror(&q),
-        (Strategy::MirrorNarrowed | Strategy::Summary, _) => mirror_and_level(&q),
+        (Strategy::MirrorNarrowed | Strategy::Summary, _) => narrowed(&q, true),
     };
     Plan {
         sql: statement(&ctes),
@@ -196,40 +225,67 @@ fn mirror(q: &Bound) -> Vec<String> {
     ]
 }
 
-/// [`Strategy::MirrorNarrowed`]'s CTEs.
-fn mirror_and_level(q: &Bound) -> Vec<String> {
-    let big = mirror_is_big();
-    vec![
-        names(),
-        flows(q.needle()),
-        span(),
-        mirror_size(&mirror_rows_until_big()),
-        gate(&[
-            format!(
-                "{} AND NOT {big} AS by_name",
-                q.walk_costs_more(KEPT_ID_COST)
-            ),
-            format!("{big} AS big"),
-        ]),
-        matched(&q.filters()),
-        page_either(
-            &format!(
-                "SELECT {} WHERE id IN ({})",
-                logs(),
-                q.page_of("id FROM matched", &[], "id")
-            ),
-            &q.page_of(&logs(), &q.filters(), "id"),
+/// [`Strategy::MirrorNarrowed`]'s CTEs, and [`Strategy::Narrowed`]'s
+/// without a `mirror` filter (every row is then the mirror's: it is big).
+fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
+    let gate = if mirror {
+        mirror_gate(q)
+    } else {
+        "gate AS (SELECT found, NOT found AS scan, false AS by_name, true AS big FROM probed)"
+            .to_string()
+    };
+    let mut kept = vec![only_if(
+        &format!("SELECT id FROM {}", rows(&q.filters_by_text())),
+        "scanned",
+        SCAN,
+    )];
+    let mut counts = vec![
+        only_if(&q.counted("matched"), "kept", KEEPS),
+        only_if(
+            &q.counted(&rows(&q.filters_by_text())),
+            "whole",
+            &format!("{BIG} AND NOT {SCAN}"),
         ),
-        stats(&union_all(&[
-            only_if(&q.counted("matched"), "kept", BY_NAME),
-            only_if(&q.counted(&rows(&q.filters_by_text())), "whole", BIG),
+    ];
+    let mut pages = vec![
+        only_if(
+            &rows_with_ids_in_page_of(q, "probe", &["mine AND hit".to_string()]),
+            "probed",
+            FOUND,
+        ),
+        only_if(&rows_with_ids_in_page_of(q, "matched", &[]), "kept", KEEPS),
+    ];
+    let mut ctes = Vec::new();
+    if mirror {
+        ctes.extend([names(), flows(q.needle()), span()]);
+        kept.insert(
+            0,
             only_if(
-                &q.counted(&rows(&q.filters())),
+                &format!("SELECT id FROM {}", rows(&q.filters())),
                 "named",
-                &format!("NOT ({BY_NAME} OR {BIG})"),
+                BY_NAME,
             ),
-        ])),
-    ]
+        );
+        counts.push(only_if(
+            &q.counted(&rows(&q.filters())),
+            "named",
+            &format!("NOT ({KEEPS} OR {BIG})"),
+        ));
+        pages.push(only_if(
+            &q.page_of(&logs(), &q.filters(), "id"),
+            "walked",
+            &format!("NOT ({FOUND} OR {KEEPS})"),
+        ));
+    }
+    ctes.extend([
+        probe(q),
+        probed(q),
+        gate,
+        format!("matched AS MATERIALIZED ({})", union_all(&kept)),
+        page(&union_all(&pages)),
+        stats(&union_all(&counts)),
+    ]);
+    ctes
 }
 
 /// [`Strategy::Summary`]'s CTEs.
@@ -496,16 +552,54 @@ fn mirror_rows() -> String {
     format!("{TABLE} WHERE {MIRROR_FILTER}")
 }
 
-/// The mirror's rows, only as many as make it big.
-fn mirror_rows_until_big() -> String {
+/// The first rows of the primary key from the cursor: their ids, whether
+/// each is the mirror's (by its name, as PeerDB matches it: cheaper per
+/// row than the list of names) and whether it passes the other filters.
+fn probe(q: &Bound) -> String {
+    let wanted = q.rows_wanted();
+    let mine = q.needle.as_ref().map_or("true".to_string(), |n| {
+        format!("strpos(flow_name, {n}) > 0")
+    });
+    let hit = q.with_row_filters(None).join(" AND ");
     format!(
-        "(SELECT FROM {TABLE} WHERE {MIRROR_FILTER} LIMIT (SELECT n FROM span) / {BIG_MIRROR_ONE_IN} + 1) capped"
+        "probe AS MATERIALIZED (SELECT id, {mine} AS mine, {hit} AS hit FROM {TABLE}{} ORDER BY id {} \
+         LIMIT least(greatest({PROBE_ROWS}, {PROBE_ROWS_PER_WANTED} * {wanted}), {PROBE_ROWS_MAX})::int8)",
+        where_clause(&filters_with(&[], q.cursor.as_deref())),
+        q.order
     )
 }
 
-/// Whether the mirror holds over one in [`BIG_MIRROR_ONE_IN`] of the ids.
-fn mirror_is_big() -> String {
-    format!("{BIG_MIRROR_ONE_IN} * m.n > s.n")
+/// What the probe found: whether it holds the page, and the mirror's share
+/// of its rows.
+fn probed(q: &Bound) -> String {
+    format!(
+        "probed AS (SELECT count(*) FILTER (WHERE mine AND hit) >= {} AS found, \
+         count(*) FILTER (WHERE mine)::float8 / greatest(count(*), 1) AS share FROM probe)",
+        q.rows_wanted()
+    )
+}
+
+/// How a narrowed mirror is read, from the probe and the id span (the
+/// mirror's size estimated as its share of the probe times the span).
+fn mirror_gate(q: &Bound) -> String {
+    let big = format!("{BIG_MIRROR_ONE_IN} * p.share > 1");
+    let keep_by_name = format!(
+        "{} * s.n > {KEPT_ID_COST} * ((p.share * s.n) ^ 2)",
+        q.rows_wanted()
+    );
+    format!(
+        "gate AS (SELECT p.found, NOT p.found AND {big} AS scan, NOT p.found AND NOT {big} AND {keep_by_name} AS by_name, \
+         {big} AS big FROM probed p, span s)"
+    )
+}
+
+/// The log rows of one page of the ids in `source` that pass `filters`.
+fn rows_with_ids_in_page_of(q: &Bound, source: &str, filters: &[String]) -> String {
+    format!(
+        "SELECT {} WHERE id IN ({})",
+        logs(),
+        q.page_of(&format!("id FROM {source}"), filters, "id")
+    )
 }
 
 /// Each (mirror, level) the filters keep, with its rows, from the
@@ -584,14 +678,6 @@ fn gate(columns: &[String]) -> String {
     format!(
         "gate AS (SELECT {} FROM mirror m, span s)",
         columns.join(", ")
-    )
-}
-
-/// The ids of the mirror's matching rows, read once for page and count.
-fn matched(filters: &[String]) -> String {
-    format!(
-        "matched AS MATERIALIZED (SELECT id FROM {TABLE}{})",
-        where_clause(filters)
     )
 }
 
@@ -717,8 +803,15 @@ mod tests {
 
     #[test]
     fn whole_table() {
-        let r = req("", Level::Info, 0, 50, Cursor::Before(9));
+        let r = req("", Level::All, 0, 50, Cursor::Before(9));
         assert_eq!(Strategy::of(&r, None), Strategy::WholeTable);
+        insta::assert_snapshot!(shown(&r));
+    }
+
+    #[test]
+    fn narrowed() {
+        let r = req("", Level::Info, 0, 50, Cursor::Before(9));
+        assert_eq!(Strategy::of(&r, None), Strategy::Narrowed);
         insta::assert_snapshot!(shown(&r));
     }
 
@@ -739,7 +832,7 @@ mod tests {
     #[test]
     fn a_time_range_and_a_message_narrow_like_a_level() {
         let whole = in_a_day_containing(req("", Level::All, 0, 50, Cursor::Newest), "deadlock");
-        assert_eq!(Strategy::of(&whole, None), Strategy::WholeTable);
+        assert_eq!(Strategy::of(&whole, None), Strategy::Narrowed);
         insta::assert_snapshot!(shown(&whole));
         let mirror = in_a_day_containing(req("m", Level::All, 0, 50, Cursor::Newest), "");
         assert_eq!(Strategy::of(&mirror, None), Strategy::MirrorNarrowed);
@@ -795,7 +888,8 @@ mod tests {
     fn the_strategy_follows_the_mirror_filter_and_the_level() {
         for r in requests() {
             let expected = match (r.flow_job_name.as_str(), r.level) {
-                ("", _) => Strategy::WholeTable,
+                ("", Level::All) => Strategy::WholeTable,
+                ("", _) => Strategy::Narrowed,
                 (_, Level::All) => Strategy::Mirror,
                 _ => Strategy::MirrorNarrowed,
             };
