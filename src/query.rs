@@ -86,14 +86,21 @@ const KEPT_ID_COST: f64 = 0.005;
 /// plan (95ee7a2).
 const BIG_MIRROR_ONE_IN: i64 = 10;
 
-/// The probe reads this many rows of the primary key from the cursor, or
-/// [`PROBE_ROWS_PER_WANTED`] for each row of the page and its offset if
-/// more: one to three milliseconds, enough to find a page of 50 among
-/// matches one in 200 (an error among the rows of a tenth of the mirrors).
+/// The probe reads up to this many rows of the primary key from the
+/// cursor, or [`PROBE_ROWS_PER_WANTED`] for each row of the page and its
+/// offset if more: enough to find a page of 50 among matches one in 200
+/// (an error among the rows of a quarter of the mirrors).
 const PROBE_ROWS: f64 = 10_000.0;
 const PROBE_ROWS_PER_WANTED: f64 = 20.0;
 /// At most this many: a deep deprecated page is not worth a longer probe.
 const PROBE_ROWS_MAX: f64 = 1_000_000.0;
+
+/// A narrowed mirror is small, its size counted in the name index, when it
+/// holds at most one in this many ids: at most 1% of the index read.
+const SMALL_MIRROR_ONE_IN: i64 = 100;
+
+/// The rows from the cursor whose names estimate a bigger mirror's share.
+const SAMPLE_ROWS: i64 = 1_000;
 
 // What the accelerated statement weighs, in its `gate`, to choose between
 // walking the primary key and merging each (mirror, level)'s newest ids
@@ -228,11 +235,11 @@ fn mirror(q: &Bound) -> Vec<String> {
 /// [`Strategy::MirrorNarrowed`]'s CTEs, and [`Strategy::Narrowed`]'s
 /// without a `mirror` filter (every row is then the mirror's: it is big).
 fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
+    let found = format!("(SELECT count(*) FROM probe) = {}", q.limit);
     let gate = if mirror {
-        mirror_gate(q)
+        mirror_gate(q, &found)
     } else {
-        "gate AS (SELECT found, NOT found AS scan, false AS by_name, true AS big FROM probed)"
-            .to_string()
+        format!("gate AS (SELECT found, NOT found AS scan, false AS by_name, true AS big FROM (SELECT {found} AS found) p)")
     };
     let mut kept = vec![only_if(
         &format!("SELECT id FROM {}", rows(&q.filters_by_text())),
@@ -248,16 +255,18 @@ fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
         ),
     ];
     let mut pages = vec![
-        only_if(
-            &rows_with_ids_in_page_of(q, "probe", &["mine AND hit".to_string()]),
-            "probed",
-            FOUND,
-        ),
+        only_if(&rows_with_ids_in("probe"), "probed", FOUND),
         only_if(&rows_with_ids_in_page_of(q, "matched", &[]), "kept", KEEPS),
     ];
     let mut ctes = Vec::new();
     if mirror {
-        ctes.extend([names(), flows(q.needle()), span()]);
+        ctes.extend([
+            names(),
+            flows(q.needle()),
+            span(),
+            mirror_size(&mirror_rows_until(SMALL_MIRROR_ONE_IN)),
+            sample(q),
+        ]);
         kept.insert(
             0,
             only_if(
@@ -279,7 +288,6 @@ fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
     }
     ctes.extend([
         probe(q),
-        probed(q),
         gate,
         format!("matched AS MATERIALIZED ({})", union_all(&kept)),
         page(&union_all(&pages)),
@@ -456,15 +464,29 @@ impl Bound {
                     coarse - fine
                 ),
             );
-            let in_fine_bucket = format!("id > {x} AND id < (({x} >> {fine}) + 1) << {fine}");
-            let exact = if self.summary_filters().is_empty() {
-                format!("(SELECT count(*) FROM {TABLE} WHERE {in_fine_bucket})")
-            } else {
-                format!(
-                    "(SELECT coalesce(sum((SELECT count(*) FROM {TABLE} f \
-                     WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {in_fine_bucket})), 0) FROM pairs p)"
-                )
+            // Inside the fine bucket, the ids are counted on the side of
+            // the page's newest that is shorter: above it, or below it and
+            // taken from the bucket's count.
+            let (lo, hi) = (
+                format!("(({x} >> {fine}) << {fine})"),
+                format!("((({x} >> {fine}) + 1) << {fine})"),
+            );
+            let counted = |range: String| {
+                if self.summary_filters().is_empty() {
+                    format!("(SELECT count(*) FROM {TABLE} WHERE {range})")
+                } else {
+                    format!(
+                        "(SELECT coalesce(sum((SELECT count(*) FROM {TABLE} f \
+                         WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {range})), 0) FROM pairs p)"
+                    )
+                }
             };
+            let exact = format!(
+                "CASE WHEN {x} - {lo} < {hi} - {x} THEN {} - {} ELSE {} END",
+                in_summary(fine, format!("bucket = {x} >> {fine}")),
+                counted(format!("id >= {lo} AND id <= {x}")),
+                counted(format!("id > {x} AND id < {hi}")),
+            );
             format!("({coarse_above} + {fine_above} + {exact})::int8")
         } else {
             "0::int8".to_string()
@@ -542,6 +564,13 @@ fn span() -> String {
     format!("span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE})")
 }
 
+/// The mirror's rows, only as many as make it hold one in `one_in` ids.
+fn mirror_rows_until(one_in: i64) -> String {
+    format!(
+        "(SELECT FROM {TABLE} WHERE {MIRROR_FILTER} LIMIT (SELECT n FROM span) / {one_in} + 1) capped"
+    )
+}
+
 /// The mirror's size, counted in the name index.
 fn mirror_size(rows: &str) -> String {
     format!("mirror AS (SELECT count(*) AS n FROM {rows})")
@@ -552,44 +581,51 @@ fn mirror_rows() -> String {
     format!("{TABLE} WHERE {MIRROR_FILTER}")
 }
 
-/// The first rows of the primary key from the cursor: their ids, whether
-/// each is the mirror's (by its name, as PeerDB matches it: cheaper per
-/// row than the list of names) and whether it passes the other filters.
+/// The page from walking the primary key from the cursor, reading no more
+/// than [`PROBE_ROWS`] (or [`PROBE_ROWS_PER_WANTED`] a row wanted): it
+/// stops at the page, as PeerDB's walk does, and falls short where
+/// matches are sparse.
 fn probe(q: &Bound) -> String {
-    let wanted = q.rows_wanted();
-    let mine = q.needle.as_ref().map_or("true".to_string(), |n| {
-        format!("strpos(flow_name, {n}) > 0")
-    });
-    let hit = q.with_row_filters(None).join(" AND ");
+    let walk = format!(
+        "(SELECT * FROM {TABLE}{} ORDER BY id {} LIMIT least(greatest({PROBE_ROWS}, {PROBE_ROWS_PER_WANTED} * {}), {PROBE_ROWS_MAX})::int8) w",
+        where_clause(&filters_with(&[], q.cursor.as_deref())),
+        q.order,
+        q.rows_wanted()
+    );
     format!(
-        "probe AS MATERIALIZED (SELECT id, {mine} AS mine, {hit} AS hit FROM {TABLE}{} ORDER BY id {} \
-         LIMIT least(greatest({PROBE_ROWS}, {PROBE_ROWS_PER_WANTED} * {wanted}), {PROBE_ROWS_MAX})::int8)",
+        "probe AS ({})",
+        q.page_of(&format!("id FROM {walk}"), &q.filters_by_text(), "id")
+    )
+}
+
+/// The mirror's share of the [`SAMPLE_ROWS`] rows from the cursor: its
+/// size is estimated from it when it has too many rows to count cheaply.
+fn sample(q: &Bound) -> String {
+    format!(
+        "sample AS (SELECT count(*) FILTER (WHERE strpos(flow_name, {}) > 0)::float8 / greatest(count(*), 1) AS share \
+         FROM (SELECT flow_name FROM {TABLE}{} ORDER BY id {} LIMIT {SAMPLE_ROWS}) s)",
+        q.needle(),
         where_clause(&filters_with(&[], q.cursor.as_deref())),
         q.order
     )
 }
 
-/// What the probe found: whether it holds the page, and the mirror's share
-/// of its rows.
-fn probed(q: &Bound) -> String {
-    format!(
-        "probed AS (SELECT count(*) FILTER (WHERE mine AND hit) >= {} AS found, \
-         count(*) FILTER (WHERE mine)::float8 / greatest(count(*), 1) AS share FROM probe)",
-        q.rows_wanted()
-    )
-}
-
-/// How a narrowed mirror is read, from the probe and the id span (the
-/// mirror's size estimated as its share of the probe times the span).
-fn mirror_gate(q: &Bound) -> String {
-    let big = format!("{BIG_MIRROR_ONE_IN} * p.share > 1");
-    let keep_by_name = format!(
-        "{} * s.n > {KEPT_ID_COST} * ((p.share * s.n) ^ 2)",
-        q.rows_wanted()
+/// How a narrowed mirror is read. Its size: counted in the name index
+/// when under one in [`SMALL_MIRROR_ONE_IN`] of the ids, estimated from
+/// the sample otherwise. A small mirror's ids are kept (the probe is not
+/// walked); a bigger one's page is probed first, then (when the probe falls
+/// short) its ids are kept from one pass if it is big, or the walk goes on.
+fn mirror_gate(q: &Bound, found: &str) -> String {
+    let size = format!(
+        "CASE WHEN {SMALL_MIRROR_ONE_IN} * m.n <= s.n THEN m.n::float8 ELSE greatest(m.n, (SELECT share FROM sample) * s.n) END"
     );
     format!(
-        "gate AS (SELECT p.found, NOT p.found AND {big} AS scan, NOT p.found AND NOT {big} AND {keep_by_name} AS by_name, \
-         {big} AS big FROM probed p, span s)"
+        "gate AS (SELECT found, NOT found AND NOT by_name AND big AS scan, by_name, big \
+         FROM (SELECT *, CASE WHEN by_name THEN false ELSE {found} END AS found \
+         FROM (SELECT {BIG_MIRROR_ONE_IN} * z.n > z.span AS big, \
+         NOT {BIG_MIRROR_ONE_IN} * z.n > z.span AND {} * z.span > {KEPT_ID_COST} * (z.n ^ 2) AS by_name \
+         FROM (SELECT {size} AS n, s.n AS span FROM mirror m, span s) z) g) f)",
+        q.rows_wanted()
     )
 }
 
