@@ -95,11 +95,9 @@ const PROBE_ROWS_PER_WANTED: f64 = 20.0;
 /// At most this many: a deep deprecated page is not worth a longer probe.
 const PROBE_ROWS_MAX: f64 = 1_000_000.0;
 
-/// A narrowed mirror is small, its size counted in the name index, when it
-/// holds at most one in this many ids: at most 1% of the index read.
-const SMALL_MIRROR_ONE_IN: i64 = 100;
-
-/// The rows from the cursor whose names estimate a bigger mirror's share.
+/// The rows from the cursor whose names estimate a narrowed mirror's size
+/// (counting it in the name index would read up to a tenth of the index
+/// to tell a big mirror, and make the skip scan of its names besides).
 const SAMPLE_ROWS: i64 = 1_000;
 
 // What the accelerated statement weighs, in its `gate`, to choose between
@@ -242,7 +240,7 @@ fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
         format!("gate AS (SELECT found, NOT found AS scan, false AS by_name, true AS big FROM (SELECT {found} AS found) p)")
     };
     let mut kept = vec![only_if(
-        &format!("SELECT id FROM {}", rows(&q.filters_by_text())),
+        &fenced(&format!("SELECT id FROM {}", rows(&q.filters_by_text()))),
         "scanned",
         SCAN,
     )];
@@ -260,17 +258,11 @@ fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
     ];
     let mut ctes = Vec::new();
     if mirror {
-        ctes.extend([
-            names(),
-            flows(q.needle()),
-            span(),
-            mirror_size(&mirror_rows_until(SMALL_MIRROR_ONE_IN)),
-            sample(q),
-        ]);
+        ctes.extend([names(), flows(q.needle()), span(), sample(q)]);
         kept.insert(
             0,
             only_if(
-                &format!("SELECT id FROM {}", rows(&q.filters())),
+                &fenced(&format!("SELECT id FROM {}", rows(&q.filters()))),
                 "named",
                 BY_NAME,
             ),
@@ -564,13 +556,6 @@ fn span() -> String {
     format!("span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE})")
 }
 
-/// The mirror's rows, only as many as make it hold one in `one_in` ids.
-fn mirror_rows_until(one_in: i64) -> String {
-    format!(
-        "(SELECT FROM {TABLE} WHERE {MIRROR_FILTER} LIMIT (SELECT n FROM span) / {one_in} + 1) capped"
-    )
-}
-
 /// The mirror's size, counted in the name index.
 fn mirror_size(rows: &str) -> String {
     format!("mirror AS (SELECT count(*) AS n FROM {rows})")
@@ -598,11 +583,11 @@ fn probe(q: &Bound) -> String {
     )
 }
 
-/// The mirror's share of the [`SAMPLE_ROWS`] rows from the cursor: its
-/// size is estimated from it when it has too many rows to count cheaply.
+/// The mirror's share of the [`SAMPLE_ROWS`] rows from the cursor, which
+/// estimates its size.
 fn sample(q: &Bound) -> String {
     format!(
-        "sample AS (SELECT count(*) FILTER (WHERE strpos(flow_name, {}) > 0)::float8 / greatest(count(*), 1) AS share \
+        "sample AS MATERIALIZED (SELECT count(*) FILTER (WHERE strpos(flow_name, {}) > 0)::float8 / greatest(count(*), 1) AS share \
          FROM (SELECT flow_name FROM {TABLE}{} ORDER BY id {} LIMIT {SAMPLE_ROWS}) s)",
         q.needle(),
         where_clause(&filters_with(&[], q.cursor.as_deref())),
@@ -610,21 +595,21 @@ fn sample(q: &Bound) -> String {
     )
 }
 
-/// How a narrowed mirror is read. Its size: counted in the name index
-/// when under one in [`SMALL_MIRROR_ONE_IN`] of the ids, estimated from
-/// the sample otherwise. A small mirror's ids are kept (the probe is not
-/// walked); a bigger one's page is probed first, then (when the probe falls
-/// short) its ids are kept from one pass if it is big, or the walk goes on.
+/// How a narrowed mirror is read, from its size as the sample estimates
+/// it. A small mirror's ids are kept (the probe is not walked); a bigger
+/// one's page is probed first, then (when the probe falls short) its ids
+/// are kept from one pass if it is big, or the walk goes on. A mirror
+/// absent from the sample's rows counts as small: its ids are then kept
+/// from a visit through the name index, exact but slower if it is big
+/// further from the cursor.
 fn mirror_gate(q: &Bound, found: &str) -> String {
-    let size = format!(
-        "CASE WHEN {SMALL_MIRROR_ONE_IN} * m.n <= s.n THEN m.n::float8 ELSE greatest(m.n, (SELECT share FROM sample) * s.n) END"
-    );
+    let size = "(SELECT share FROM sample) * s.n";
     format!(
         "gate AS (SELECT found, NOT found AND NOT by_name AND big AS scan, by_name, big \
          FROM (SELECT *, CASE WHEN by_name THEN false ELSE {found} END AS found \
          FROM (SELECT {BIG_MIRROR_ONE_IN} * z.n > z.span AS big, \
          NOT {BIG_MIRROR_ONE_IN} * z.n > z.span AND {} * z.span > {KEPT_ID_COST} * (z.n ^ 2) AS by_name \
-         FROM (SELECT {size} AS n, s.n AS span FROM mirror m, span s) z) g) f)",
+         FROM (SELECT {size} AS n, s.n AS span FROM span s) z) g) f)",
         q.rows_wanted()
     )
 }
@@ -729,6 +714,13 @@ fn page_either(by_name: &str, by_id: &str) -> String {
         only_if(by_name, "by_name", BY_NAME),
         only_if(by_id, "by_id", &format!("NOT {BY_NAME}")),
     ]))
+}
+
+/// `rows` kept whole below a condition on them: `OFFSET 0` stops the
+/// planner pushing the condition down into a parallel scan, which would
+/// start its workers only to find it false.
+fn fenced(rows: &str) -> String {
+    format!("{rows} OFFSET 0")
 }
 
 /// `rows` when `condition` holds: one branch of a choice made in `gate`.

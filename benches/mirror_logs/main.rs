@@ -13,11 +13,13 @@
 //! - `relay`: the round-trip counting relay in front of Postgres.
 //! - `writer`: the pass with a writer appending rows.
 //! - `handler_cost`: everything but the database, through the router.
+//! - `compression`: a 1000-row page's sizes and the time compressing takes.
 //! - `cold_start` and `runtime_api`: the real `bootstrap` binary started
 //!   against a small Lambda runtime API of our own.
 //! - The scenarios are testkit's, shared with `tests/load.rs`.
 
 mod cold_start;
+mod compression;
 mod entry;
 mod handler_cost;
 mod reference;
@@ -234,6 +236,9 @@ async fn main() {
             &mut wrong,
         )
         .await;
+        if !accelerated {
+            println!("{}", compression::measure(&app).await);
+        }
         wrong.extend(
             writer::pass(
                 pg.port(),
