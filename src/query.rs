@@ -441,16 +441,12 @@ impl Bound {
         let newer = if self.needs_newer {
             let (fine, coarse) = (a.fine_bits, a.coarse_bits);
             let x = "(SELECT id FROM newest)";
-            // Summed pair by pair, each a range of the summary's key: the
-            // rows read do not grow with the table (every fine bucket of
-            // the whole table would, at bits = 16 alone).
-            let per_pair =
-                |count: String| format!("(SELECT coalesce(sum(({count})), 0) FROM pairs p)");
             let in_summary = |bits: i16, buckets: String| {
-                per_pair(format!(
-                    "SELECT sum(n) FROM {COUNTS} c WHERE c.bits = {bits} \
-                     AND c.flow_name = p.flow_name AND c.error_type = p.error_type AND {buckets}"
-                ))
+                let filters = filters_with(&self.summary_filters(), Some(&buckets));
+                format!(
+                    "(SELECT coalesce(sum(n), 0) FROM {COUNTS} WHERE bits = {bits} AND {})",
+                    filters.join(" AND ")
+                )
             };
             let coarse_above = in_summary(coarse, format!("bucket > {x} >> {coarse}"));
             let fine_above = in_summary(
@@ -471,10 +467,10 @@ impl Bound {
                 if self.summary_filters().is_empty() {
                     format!("(SELECT count(*) FROM {TABLE} WHERE {range})")
                 } else {
-                    per_pair(format!(
-                        "SELECT count(*) FROM {TABLE} f \
-                         WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {range}"
-                    ))
+                    format!(
+                        "(SELECT coalesce(sum((SELECT count(*) FROM {TABLE} f \
+                         WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {range})), 0) FROM pairs p)"
+                    )
                 }
             };
             let exact = format!(
