@@ -37,7 +37,8 @@
 --   bits = 16 AND bucket > X >> 16 AND bucket < ((X >> 22) + 1) << 6
 --   flow_errors: id > X AND id < ((X >> 16) + 1) << 16
 --
--- Detection (the function, at start and once a minute): when
+-- Detection (the function, at its first request and again after 30 s, as
+-- src/accelerator.rs does; a missing marker table means none): when
 -- to_regclass('peerdb_stats.mirror_logs_accelerator') is not null, this
 -- returns one row if the summary is kept for the table there now, none if
 -- not (table recreated, a trigger dropped or disabled):

@@ -82,6 +82,23 @@ mod tests {
     };
 
     #[test]
+    fn the_detection_is_the_install_files() {
+        let file = include_str!("../sql/accelerator-install.sql");
+        let block = file
+            .split("-- detection:begin\n")
+            .nth(1)
+            .and_then(|rest| rest.split("-- detection:end").next())
+            .expect("the install file documents its detection query");
+        let words = |sql: &str| {
+            sql.replace("--", " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(words(DETECTION), words(block));
+    }
+
+    #[test]
     fn only_version_1_with_fine_buckets_inside_coarse_ones_is_read() {
         assert_eq!(Accelerator::from_row(1, 16, 22), Some(V1));
         assert_eq!(Accelerator::from_row(2, 16, 22), None);
