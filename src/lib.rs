@@ -3,7 +3,8 @@
 //! through the modules in this order: [`route`] (paths, stage, the log
 //! line and the [`metrics`] document) → [`auth`] → [`handler`], which drives [`request`] (decoding) →
 //! [`query`] → [`catalog`] → [`response`] (encoding). [`error`] maps every
-//! failure to the spec's status and body.
+//! failure to the spec's status and body; [`accelerator`] is what the
+//! catalog found of the optional accelerator, which [`query`] plans for.
 
 pub mod accelerator;
 pub mod auth;
