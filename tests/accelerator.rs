@@ -266,6 +266,15 @@ impl Catalog {
     }
 }
 
+/// The table's lowest and highest ids.
+async fn id_bounds(c: &Client) -> (i64, i64) {
+    let r = c
+        .query_one("SELECT min(id), max(id) FROM peerdb_stats.flow_errors", &[])
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
 fn url(role: &str, db: &str) -> String {
     let base = server().pg.url(role, db);
     if role == SUPERUSER {
@@ -549,13 +558,7 @@ async fn deletes_a_rolled_back_delete_and_truncate_keep_counts_exact() {
     let catalog = Catalog::new("deletes", COARSE - 50_000, 100_000, 10).await;
     catalog.install().await;
     let c = &catalog.owner;
-    let (lo, hi): (i64, i64) = {
-        let r = c
-            .query_one("SELECT min(id), max(id) FROM peerdb_stats.flow_errors", &[])
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (lo, hi) = id_bounds(c).await;
     c.execute(
         "DELETE FROM peerdb_stats.flow_errors WHERE id BETWEEN $1 AND $2",
         &[&(lo + 10_000), &(lo + 60_000)],
@@ -904,13 +907,7 @@ async fn answer(app: &axum::Router, body: &serde_json::Value) -> serde_json::Val
 /// first page); page sizes 0, 1 and 50; a deprecated page.
 async fn shapes(catalog: &Catalog) -> Vec<serde_json::Value> {
     let c = &catalog.owner;
-    let (lo, hi): (i64, i64) = {
-        let r = c
-            .query_one("SELECT min(id), max(id) FROM peerdb_stats.flow_errors", &[])
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (lo, hi) = id_bounds(c).await;
     let mirror: String = c
         .query_one(
             "SELECT flow_name FROM peerdb_stats.flow_errors WHERE flow_name NOT LIKE 'clone%' ORDER BY id DESC LIMIT 1",
