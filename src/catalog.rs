@@ -7,6 +7,8 @@
 //! Proxy without pinning), and `COMMIT` are written together before any
 //! reply is read.
 //! The time limit is the server's, so a runaway query is cancelled there.
+//! A read that is due to look for the accelerator again (the first, then
+//! one each 30 s) runs its detection query first, the same way.
 
 use std::future::Future;
 use std::pin::Pin;

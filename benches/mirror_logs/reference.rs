@@ -8,6 +8,9 @@ use testkit::Scenario;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
+/// PeerDB's ListMirrorNames (flow/cmd/mirror_status.go), verbatim.
+const NAMES: &str = "select distinct flow_name from peerdb_stats.flow_errors where flow_name not like 'clone_%' order by flow_name";
+
 /// What PeerDB answers: the page's ids, newest first; `total`; `page`.
 pub type Answer = (Vec<i64>, i64, i64);
 
@@ -130,9 +133,7 @@ impl Reference {
         };
         (logs.iter().map(|l| l.0).collect(), total, page)
     }
-}
 
-impl Reference {
     /// PeerDB's answer to the names endpoint.
     pub async fn names(&mut self) -> Vec<String> {
         let stmt = self.statement(NAMES.to_string()).await;
@@ -148,6 +149,3 @@ fn where_of(filters: &[String]) -> String {
         format!(" WHERE {}", filters.join(" AND "))
     }
 }
-
-/// PeerDB's ListMirrorNames (flow/cmd/mirror_status.go), verbatim.
-pub const NAMES: &str = "select distinct flow_name from peerdb_stats.flow_errors where flow_name not like 'clone_%' order by flow_name";
