@@ -31,11 +31,13 @@
 --   SELECT sum(n) FROM peerdb_stats.mirror_logs_counts
 --   WHERE flow_name = ANY(N) AND error_type = L AND bits = 22
 -- and the rows with id > X among them: whole coarse buckets above X's,
--- plus whole fine buckets above X's inside X's coarse bucket, plus an
+-- plus whole fine buckets above X's inside X's coarse bucket (or, when
+-- fewer, X's coarse bucket less its fine buckets up to X's), plus an
 -- index count inside X's fine bucket (at most 65,536 ids):
 --   bits = 22 AND bucket > X >> 22
 --   bits = 16 AND bucket > X >> 16 AND bucket < ((X >> 22) + 1) << 6
 --   flow_errors: id > X AND id < ((X >> 16) + 1) << 16
+-- The key leads with the width and the bucket, so each is one range of it.
 --
 -- Detection (the function, at its first request and again after 30 s, as
 -- src/accelerator.rs does; a missing marker table means none): when
@@ -146,8 +148,9 @@ CREATE TABLE peerdb_stats.mirror_logs_counts (
     bits SMALLINT NOT NULL CHECK (bits IN (16, 22)),
     bucket BIGINT NOT NULL, -- id >> bits
     n BIGINT NOT NULL,
-    -- bits first: a width's rows for every name are one range of the key.
-    PRIMARY KEY (bits, flow_name, error_type, bucket)
+    -- Width and bucket first: a range of ids, for every name and level,
+    -- is one range of the key, however many buckets the table has.
+    PRIMARY KEY (bits, bucket, flow_name, error_type)
 ) WITH (fillfactor = 70); -- room for HOT updates of n
 
 -- One function for INSERT, DELETE and UPDATE: the net change per bucket,
@@ -167,19 +170,21 @@ BEGIN
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, count(*)
         FROM new_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
-        ORDER BY 3, 1, 2, 4 -- the primary key's order
-        ON CONFLICT (bits, flow_name, error_type, bucket) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 3, 4, 1, 2 -- the primary key's order
+        ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
         RETURN NULL;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, -count(*)
         FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
-        ORDER BY 3, 1, 2, 4 -- the primary key's order
-        ON CONFLICT (bits, flow_name, error_type, bucket) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 3, 4, 1, 2 -- the primary key's order
+        ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
         DELETE FROM peerdb_stats.mirror_logs_counts c
-        USING (SELECT DISTINCT flow_name, error_type FROM old_rows) k
-        WHERE c.flow_name = k.flow_name AND c.error_type = k.error_type AND c.n = 0;
+        USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
+               FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)) k
+        WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
+          AND c.n = 0;
         RETURN NULL;
     ELSE -- UPDATE: PeerDB never updates, but one by hand must not skew counts.
         INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
@@ -190,11 +195,13 @@ BEGIN
              (VALUES (16::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
         HAVING sum(r.d) <> 0
-        ORDER BY 3, 1, 2, 4 -- the primary key's order
-        ON CONFLICT (bits, flow_name, error_type, bucket) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 3, 4, 1, 2 -- the primary key's order
+        ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
         DELETE FROM peerdb_stats.mirror_logs_counts c
-        USING (SELECT DISTINCT flow_name, error_type FROM old_rows) k
-        WHERE c.flow_name = k.flow_name AND c.error_type = k.error_type AND c.n = 0;
+        USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
+               FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)) k
+        WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
+          AND c.n = 0;
         RETURN NULL;
     END IF;
 END
@@ -217,17 +224,21 @@ REVOKE ALL ON FUNCTION peerdb_stats.mirror_logs_count_truncate() FROM PUBLIC;
 
 -- The rows already there: one hash aggregate over the table (about a
 -- hundred thousand groups at ten million rows; the planner expects far
--- more, and with the default work_mem spills them all to disk).
+-- more, and with the default work_mem spills them all to disk), written
+-- in the key's order so that a range of buckets is a few pages (as the
+-- triggers' rows, appended bucket after bucket, will be too).
 SET LOCAL work_mem = '64MB';
 INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
 SELECT flow_name, error_type, 16, id >> 16, count(*)
 FROM peerdb_stats.flow_errors
-GROUP BY 1, 2, 3, 4;
+GROUP BY 1, 2, 3, 4
+ORDER BY 3, 4, 1, 2;
 INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
 SELECT flow_name, error_type, 22, bucket >> 6, sum(n)
 FROM peerdb_stats.mirror_logs_counts
 WHERE bits = 16
-GROUP BY 1, 2, 3, 4;
+GROUP BY 1, 2, 3, 4
+ORDER BY 3, 4, 1, 2;
 
 CREATE TRIGGER mirror_logs_count_inserts
     AFTER INSERT ON peerdb_stats.flow_errors

@@ -436,11 +436,15 @@ impl Bound {
 
     /// `total` summed from the summary, and `newer`: the summary's whole
     /// buckets above the page's newest id, coarse then fine, and an exact
-    /// count inside that id's fine bucket.
+    /// count inside that id's fine bucket. At each fine step the shorter
+    /// side is read: the rows above, or the enclosing bucket's less those
+    /// below. The summary's key leads with the width and the bucket, so
+    /// each sum reads one range of buckets whatever the table's size.
     fn counted_in_summary(&self, a: Accelerator) -> String {
         let newer = if self.needs_newer {
             let (fine, coarse) = (a.fine_bits, a.coarse_bits);
             let x = "(SELECT id FROM newest)";
+            let (c, f) = (format!("({x} >> {coarse})"), format!("({x} >> {fine})"));
             let in_summary = |bits: i16, buckets: String| {
                 let filters = filters_with(&self.summary_filters(), Some(&buckets));
                 format!(
@@ -448,20 +452,28 @@ impl Bound {
                     filters.join(" AND ")
                 )
             };
-            let coarse_above = in_summary(coarse, format!("bucket > {x} >> {coarse}"));
-            let fine_above = in_summary(
-                fine,
+            let coarse_above = in_summary(coarse, format!("bucket > {c}"));
+            // The fine buckets of the page's coarse bucket: from its first
+            // to the last that holds an id now.
+            let (first, end) = (
+                format!("({c} << {})", coarse - fine),
                 format!(
-                    "bucket > {x} >> {fine} AND bucket < (({x} >> {coarse}) + 1) << {}",
+                    "least(({c} + 1) << {}, ((SELECT last FROM span) >> {fine}) + 1)",
                     coarse - fine
                 ),
+            );
+            let fine_above = format!(
+                "CASE WHEN {f} - {first} + 2 < {end} - {f} - 1 THEN {} - {} ELSE {} END",
+                in_summary(coarse, format!("bucket = {c}")),
+                in_summary(fine, format!("bucket >= {first} AND bucket <= {f}")),
+                in_summary(fine, format!("bucket > {f} AND bucket < {end}")),
             );
             // Inside the fine bucket, the ids are counted on the side of
             // the page's newest that is shorter: above it, or below it and
             // taken from the bucket's count.
             let (lo, hi) = (
-                format!("(({x} >> {fine}) << {fine})"),
-                format!("((({x} >> {fine}) + 1) << {fine})"),
+                format!("({f} << {fine})"),
+                format!("(({f} + 1) << {fine})"),
             );
             let counted = |range: String| {
                 if self.summary_filters().is_empty() {
@@ -475,7 +487,7 @@ impl Bound {
             };
             let exact = format!(
                 "CASE WHEN {x} - {lo} < {hi} - {x} THEN {} - {} ELSE {} END",
-                in_summary(fine, format!("bucket = {x} >> {fine}")),
+                in_summary(fine, format!("bucket = {f}")),
                 counted(format!("id >= {lo} AND id <= {x}")),
                 counted(format!("id > {x} AND id < {hi}")),
             );
@@ -551,9 +563,12 @@ fn flows(needle: &str) -> String {
     )
 }
 
-/// The table's id span, which a walk of the primary key crosses.
+/// The table's id span, which a walk of the primary key crosses, and its
+/// last id.
 fn span() -> String {
-    format!("span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n FROM {TABLE})")
+    format!(
+        "span AS (SELECT coalesce(max(id) - min(id) + 1, 0) AS n, max(id) AS last FROM {TABLE})"
+    )
 }
 
 /// The mirror's size, counted in the name index.

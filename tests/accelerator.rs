@@ -9,10 +9,9 @@
 //! One server per run, a database per test.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::OnceLock;
 
-use testkit::{add_reader, provision, seed, ThrowawayPg, SUPERUSER};
+use testkit::{add_reader, provision, psql, psql_outcome, seed, ThrowawayPg, SUPERUSER};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -86,6 +85,12 @@ impl Catalog {
     /// PeerDB's schema, its ids starting at `first_id`, and `rows` seeded
     /// log lines over `mirrors` mirrors.
     async fn new(name: &str, first_id: i64, rows: i64, mirrors: i32) -> Catalog {
+        Catalog::spaced(name, first_id, 1, rows, mirrors).await
+    }
+
+    /// As [`Catalog::new`], with ids `step` apart: a few rows then span
+    /// many buckets.
+    async fn spaced(name: &str, first_id: i64, step: i64, rows: i64, mirrors: i32) -> Catalog {
         let server = server();
         let db = format!("acc_{name}");
         let admin = connect(&server.pg.url(SUPERUSER, "postgres")).await;
@@ -105,7 +110,7 @@ impl Catalog {
             .batch_execute(&format!(
                 "GRANT USAGE ON SCHEMA peerdb_stats TO {WRITER};
                  GRANT INSERT ON peerdb_stats.flow_errors TO {WRITER};
-                 ALTER TABLE peerdb_stats.flow_errors ALTER COLUMN id RESTART WITH {first_id};"
+                 ALTER TABLE peerdb_stats.flow_errors ALTER COLUMN id SET INCREMENT BY {step} RESTART WITH {first_id};"
             ))
             .await
             .unwrap();
@@ -123,26 +128,14 @@ impl Catalog {
 
     /// Runs a SQL file as the catalog's owner does; its output on failure.
     async fn psql(&self, file: &str, reader: Option<&str>) -> Result<(), String> {
-        let mut command = tokio::process::Command::new("psql");
-        command
-            .args(["-X", "-q", "-d", &url(OWNER, &self.db), "-f", file])
-            .env("PGPASSWORD", PASSWORD)
-            .stdin(Stdio::null());
-        if let Some(reader) = reader {
-            command.args(["-v", &format!("reader={reader}")]);
-        }
-        let out = command.output().await.expect("run psql");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "psql -f {} failed ({}): {}{}",
-                Path::new(file).file_name().unwrap().to_string_lossy(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        let vars: Vec<(&str, &str)> = reader.map(|r| ("reader", r)).into_iter().collect();
+        let mut command = psql(&url(OWNER, &self.db), Path::new(file), &vars);
+        command.env("PGPASSWORD", PASSWORD);
+        let out = tokio::process::Command::from(command)
+            .output()
+            .await
+            .expect("run psql");
+        psql_outcome(Path::new(file), &out)
     }
 
     async fn install(&self) {
@@ -239,28 +232,39 @@ impl Catalog {
             let (kept, actual): (i64, i64) = (row.get(0), row.get(1));
             assert_eq!(kept, actual, "{when}: total for {names:?} {level:?}");
             // The rows newer than x as the function will count them: whole
-            // coarse buckets above x's, whole fine buckets above x's inside
-            // x's coarse bucket, and the index inside x's fine bucket.
+            // coarse buckets above x's, then either whole fine buckets above
+            // x's inside x's coarse bucket, or that coarse bucket less its
+            // fine buckets up to x's; and the index inside x's fine bucket.
             for row in c
                 .query(
-                    "SELECT x,
-                            (SELECT coalesce(sum(n), 0)::int8 FROM peerdb_stats.mirror_logs_counts
-                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2)
-                               AND (bits = 22 AND bucket > x >> 22
-                                    OR bits = 16 AND bucket > x >> 16 AND bucket < ((x >> 22) + 1) << 6))
-                          + (SELECT count(*) FROM peerdb_stats.flow_errors
-                             WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2)
-                               AND id > x AND id < ((x >> 16) + 1) << 16),
+                    "WITH kept AS (
+                         SELECT * FROM peerdb_stats.mirror_logs_counts
+                         WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2)),
+                     sides AS (
+                         SELECT x,
+                                (SELECT coalesce(sum(n), 0)::int8 FROM kept WHERE bits = 22 AND bucket > x >> 22)
+                              + (SELECT count(*) FROM peerdb_stats.flow_errors
+                                 WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2)
+                                   AND id > x AND id < ((x >> 16) + 1) << 16) AS common,
+                                (SELECT coalesce(sum(n), 0)::int8 FROM kept
+                                 WHERE bits = 16 AND bucket > x >> 16 AND bucket < ((x >> 22) + 1) << 6) AS above,
+                                (SELECT coalesce(sum(n), 0)::int8 FROM kept WHERE bits = 22 AND bucket = x >> 22)
+                              - (SELECT coalesce(sum(n), 0)::int8 FROM kept
+                                 WHERE bits = 16 AND bucket >= (x >> 22) << 6 AND bucket <= x >> 16) AS below
+                         FROM unnest($3::int8[]) x)
+                     SELECT x, common + above, common + below,
                             (SELECT count(*) FROM peerdb_stats.flow_errors
                              WHERE flow_name = ANY($1) AND ($2::text IS NULL OR error_type = $2) AND id > x)
-                     FROM unnest($3::int8[]) x",
+                     FROM sides",
                     &[names, level, &ids],
                 )
                 .await
                 .unwrap()
             {
-                let (x, kept, actual): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-                assert_eq!(kept, actual, "{when}: rows newer than {x} for {names:?} {level:?}");
+                let (x, above, below, actual): (i64, i64, i64, i64) =
+                    (row.get(0), row.get(1), row.get(2), row.get(3));
+                assert_eq!(above, actual, "{when}: rows newer than {x} for {names:?} {level:?}, fine buckets above");
+                assert_eq!(below, actual, "{when}: rows newer than {x} for {names:?} {level:?}, coarse less fine below");
             }
         }
     }
@@ -880,6 +884,8 @@ async fn function(catalog: &Catalog, role: &str) -> axum::Router {
     peerdb_mirror_logs::startup::build(peerdb_mirror_logs::config::Config::from_vars(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "PEERDB_LOGS_DISABLE_AUTH" => Some("true".into()),
+        // Its documents would go to the test's stdout, uncaptured.
+        "PEERDB_LOGS_DISABLE_METRICS" => Some("true".into()),
         _ => None,
     }))
     .await
@@ -922,9 +928,11 @@ async fn shapes(catalog: &Catalog) -> Vec<serde_json::Value> {
         ((lo + hi) / 2, -1),
         (COARSE, -1),
         (COARSE + 65_536, -1),
+        (COARSE + 2 * 65_536, -1),
         (lo + 3, -1),
         (-1, hi),
         (-1, COARSE - 1),
+        (-1, COARSE + 65_536),
         (-1, (lo + hi) / 2),
         (-1, lo - 1),
     ];
@@ -979,7 +987,9 @@ async fn with_plain_reader(catalog: &Catalog) {
 
 #[tokio::test]
 async fn the_function_answers_alike_with_and_without_the_accelerator() {
-    let catalog = Catalog::new("function_alike", COARSE - 40_000, 80_000, 12).await;
+    // Ids 8 apart: the rows span eleven fine buckets, so that `newer` is
+    // summed on both sides of the page's bucket.
+    let catalog = Catalog::spaced("function_alike", COARSE - 100_000, 8, 80_000, 12).await;
     with_plain_reader(&catalog).await;
     catalog.install().await;
     let (accelerated, plain) = (

@@ -14,6 +14,7 @@
 //! - `writer`: the pass with a writer appending rows.
 //! - `handler_cost`: everything but the database, through the router.
 //! - `compression`: a 1000-row page's sizes and the time compressing takes.
+//! - `insert_cost`: PeerDB's insert with the accelerator and without.
 //! - `cold_start` and `runtime_api`: the real `bootstrap` binary started
 //!   against a small Lambda runtime API of our own.
 //! - The scenarios are testkit's, shared with `tests/load.rs`.
@@ -22,16 +23,20 @@ mod cold_start;
 mod compression;
 mod entry;
 mod handler_cost;
+mod insert_cost;
 mod reference;
 mod relay;
 mod runtime_api;
 mod stats;
 mod writer;
 
+use std::path::Path;
 use std::time::Instant;
 
 use axum::Router;
-use testkit::{provision, seed, CatalogShape, Scenario, ThrowawayPg, SUPERUSER};
+use testkit::{
+    provision, psql, psql_outcome, seed, CatalogShape, Scenario, ThrowawayPg, SUPERUSER,
+};
 use tokio_postgres::{Client, NoTls};
 
 use crate::reference::Reference;
@@ -145,22 +150,14 @@ async fn measure(
     }
 }
 
-/// `sql/accelerator-install.sql`, run as the catalog's owner runs it.
-fn install_accelerator(pg: &ThrowawayPg) {
-    let out = std::process::Command::new("psql")
-        .arg(pg.url(SUPERUSER, "postgres"))
-        .args(["-q", "-v", &format!("reader={READER}"), "-f"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/sql/accelerator-install.sql"
-        ))
+/// One of the accelerator's files (`install` or `uninstall`), run as the
+/// catalog's owner runs it.
+fn accelerator(pg: &ThrowawayPg, action: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/accelerator-{action}.sql"));
+    let out = psql(&pg.url(SUPERUSER, "postgres"), &file, &[("reader", READER)])
         .output()
         .expect("psql");
-    assert!(
-        out.status.success(),
-        "install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    psql_outcome(&file, &out).unwrap();
 }
 
 async fn max_id(c: &Client) -> i64 {
@@ -206,7 +203,7 @@ async fn main() {
     for accelerated in [false, true] {
         if accelerated {
             let started = Instant::now();
-            install_accelerator(&pg);
+            accelerator(&pg, "install");
             println!(
                 "\n## With the accelerator\n\nInstalled (`psql -f sql/accelerator-install.sql`) in {:.1} s.\n",
                 started.elapsed().as_secs_f64()
@@ -250,6 +247,13 @@ async fn main() {
             )
             .await,
         );
+    }
+    // PeerDB's insert with the accelerator, then without it.
+    let with = insert_cost::measure(&pg, &admin, true).await;
+    accelerator(&pg, "uninstall");
+    match (with, insert_cost::measure(&pg, &admin, false).await) {
+        (Some(with), Some(without)) => println!("\n{}{with}{without}", insert_cost::head()),
+        _ => println!("\nPeerDB's insert: not measured (no pgbench here)."),
     }
     println!("{handler_cost}");
     let direct = pg.url(&format!("{READER}:{READER_PASSWORD}"), "postgres");

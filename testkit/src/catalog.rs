@@ -1,6 +1,9 @@
 //! PeerDB's catalog as the function finds it: PeerDB's own schema, a role
 //! that may only read it, and realistic log lines.
 
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
 use tokio_postgres::Client;
 
 /// PeerDB's catalog table, exactly as PeerDB creates it.
@@ -100,4 +103,32 @@ ORDER BY s.g
     client
         .batch_execute("VACUUM ANALYZE peerdb_stats.flow_errors")
         .await
+}
+
+/// `psql` running the SQL file `file` against `url` as a catalog's owner
+/// runs the accelerator's files, with `vars` as psql variables.
+pub fn psql(url: &str, file: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new("psql");
+    command
+        .args(["-X", "-q", "-d", url, "-f"])
+        .arg(file)
+        .stdin(Stdio::null());
+    for (name, value) in vars {
+        command.args(["-v", &format!("{name}={value}")]);
+    }
+    command
+}
+
+/// What went wrong in [`psql`]'s run of `file`, with its output.
+pub fn psql_outcome(file: &Path, out: &Output) -> Result<(), String> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "psql -f {} failed ({}): {}{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
 }

@@ -7,6 +7,6 @@ mod catalog;
 mod scenarios;
 mod throwaway_pg;
 
-pub use catalog::{add_reader, provision, seed, PEERDB_SCHEMA};
+pub use catalog::{add_reader, provision, psql, psql_outcome, seed, PEERDB_SCHEMA};
 pub use scenarios::{more_scenarios, scenarios, CatalogShape, Cursor, Scenario};
 pub use throwaway_pg::{server_owner, stop_when_parent_dies, ThrowawayPg, SUPERUSER};
