@@ -248,16 +248,15 @@ async fn main() {
             .await,
         );
     }
-    // PeerDB's insert with the accelerator, then without it.
-    let with = insert_cost::measure(&pg, &admin, true).await;
-    accelerator(&pg, "uninstall");
-    match (with, insert_cost::measure(&pg, &admin, false).await) {
-        (Some(with), Some(without)) => println!("\n{}{with}{without}", insert_cost::head()),
-        _ => println!("\nPeerDB's insert: not measured (no pgbench here)."),
-    }
     println!("{handler_cost}");
     let direct = pg.url(&format!("{READER}:{READER_PASSWORD}"), "postgres");
     cold_start::measure(&direct, &scenarios).await;
+    // Last, as it adds rows: PeerDB's insert with the accelerator, then
+    // without it.
+    println!(
+        "{}",
+        insert_cost::report(&pg, &admin, || accelerator(&pg, "uninstall")).await
+    );
 
     if !wrong.is_empty() {
         eprintln!("\n{} wrong answers:", wrong.len());
