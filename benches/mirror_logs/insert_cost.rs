@@ -30,16 +30,12 @@ struct Run {
 }
 
 /// The report: both workloads with the accelerator, then (after
-/// `uninstall`) without it. Commits are made durable first, as PeerDB's
-/// catalog makes them: the throwaway server runs without fsync, and a
-/// summary row's lock is held until the commit's flush.
+/// `uninstall`) without it. pgbench's commits are durable, as PeerDB's
+/// are (the server runs with fsync for this): a summary row's lock is
+/// held until the commit's flush.
 pub async fn report(pg: &ThrowawayPg, admin: &Client, uninstall: impl FnOnce()) -> String {
     if Command::new("pgbench").arg("--version").output().is_err() {
         return "\nPeerDB's insert: not measured (no pgbench here).".to_string();
-    }
-    // One statement each: ALTER SYSTEM may not share a transaction.
-    for statement in ["ALTER SYSTEM SET fsync = on", "SELECT pg_reload_conf()"] {
-        admin.batch_execute(statement).await.unwrap();
     }
     let mirrors: Vec<String> = admin
         .query(

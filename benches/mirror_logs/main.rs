@@ -173,8 +173,15 @@ async fn main() {
     let o = options();
     // What went wrong, reported after everything was measured.
     let mut wrong: Vec<String> = Vec::new();
-    let pg = ThrowawayPg::start(&["shared_buffers=1GB", "max_wal_size=4GB", "work_mem=16MB"])
-        .expect("a throwaway Postgres");
+    // fsync on, unlike other throwaway servers: the insert cost is measured
+    // with durable commits (the reads' sessions commit without waiting).
+    let pg = ThrowawayPg::start(&[
+        "shared_buffers=1GB",
+        "max_wal_size=4GB",
+        "work_mem=16MB",
+        "fsync=on",
+    ])
+    .expect("a throwaway Postgres");
     let handler_cost = handler_cost::measure(&pg).await;
     println!(
         "Seeding {} rows (100 mirrors and their clone_ flows)...",
