@@ -471,10 +471,7 @@ impl Bound {
             // Inside the fine bucket, the ids are counted on the side of
             // the page's newest that is shorter: above it, or below it and
             // taken from the bucket's count.
-            let (lo, hi) = (
-                format!("({f} << {fine})"),
-                format!("(({f} + 1) << {fine})"),
-            );
+            let (lo, hi) = (format!("({f} << {fine})"), format!("(({f} + 1) << {fine})"));
             let counted = |range: String| {
                 if self.summary_filters().is_empty() {
                     format!("(SELECT count(*) FROM {TABLE} WHERE {range})")

@@ -135,7 +135,12 @@ fn latencies(dir: &Path) -> Vec<Duration> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("log") {
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("log")
+        {
             continue;
         }
         for line in std::fs::read_to_string(&path).unwrap().lines() {
