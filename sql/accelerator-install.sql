@@ -180,12 +180,6 @@ BEGIN
         GROUP BY 1, 2, 3, 4
         ORDER BY 3, 4, 1, 2 -- the primary key's order
         ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
-        DELETE FROM peerdb_stats.mirror_logs_counts c
-        USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
-               FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)) k
-        WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
-          AND c.n = 0;
-        RETURN NULL;
     ELSE -- UPDATE: PeerDB never updates, but one by hand must not skew counts.
         INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, sum(r.d)
@@ -197,13 +191,14 @@ BEGIN
         HAVING sum(r.d) <> 0
         ORDER BY 3, 4, 1, 2 -- the primary key's order
         ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
-        DELETE FROM peerdb_stats.mirror_logs_counts c
-        USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
-               FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)) k
-        WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
-          AND c.n = 0;
-        RETURN NULL;
     END IF;
+    -- A DELETE or an UPDATE: the buckets its old rows left, where empty.
+    DELETE FROM peerdb_stats.mirror_logs_counts c
+    USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
+           FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)) k
+    WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
+      AND c.n = 0;
+    RETURN NULL;
 END
 $$;
 
