@@ -7,10 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{ThrowawayPg, SUPERUSER};
-use tokio_postgres::Client;
-
+use crate::reference::Reference;
 use crate::stats::{ms, percentile};
+use testkit::{ThrowawayPg, SUPERUSER};
 
 const SESSIONS: usize = 8;
 const SECONDS: u64 = 15;
@@ -33,20 +32,16 @@ struct Run {
 /// `uninstall`) without it. pgbench's commits are durable, as PeerDB's
 /// are (the server runs with fsync for this): a summary row's lock is
 /// held until the commit's flush.
-pub async fn report(pg: &ThrowawayPg, admin: &Client, uninstall: impl FnOnce()) -> String {
+pub async fn report(
+    pg: &ThrowawayPg,
+    reference: &mut Reference,
+    uninstall: impl FnOnce(),
+) -> String {
     if Command::new("pgbench").arg("--version").output().is_err() {
         return "\nPeerDB's insert: not measured (no pgbench here).".to_string();
     }
-    let mirrors: Vec<String> = admin
-        .query(
-            "SELECT DISTINCT flow_name FROM peerdb_stats.flow_errors WHERE NOT starts_with(flow_name, 'clone_') ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // The mirrors as PeerDB lists them.
+    let mirrors = reference.names().await;
     let workloads = [
         Workload {
             what: "over every mirror, 80% info, 15% warn, 5% error",

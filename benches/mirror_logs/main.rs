@@ -262,7 +262,7 @@ async fn main() {
     // without it.
     println!(
         "{}",
-        insert_cost::report(&pg, &admin, || accelerator(&pg, "uninstall")).await
+        insert_cost::report(&pg, &mut reference, || accelerator(&pg, "uninstall")).await
     );
 
     if !wrong.is_empty() {
