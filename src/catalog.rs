@@ -294,7 +294,16 @@ impl Catalog {
         };
         match tokio::time::timeout(limit + REPLY_GRACE, pipeline).await {
             Ok((Ok(()), Ok(rows), Ok(()))) => Ok(rows),
-            Ok((Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e))) => Err(from_query(e)),
+            Ok((Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e))) => {
+                let e = from_query(e);
+                if matches!(e, CatalogError::Stale(_)) {
+                    // Its task may not have seen the socket close yet: back
+                    // in the pool, it would pass the recycle check and fail
+                    // the retry too.
+                    drop(Object::take(client));
+                }
+                Err(e)
+            }
             Err(_) => {
                 // The server did not stop it in time: cancel it there, and
                 // drop the connection, which is mid-transaction.

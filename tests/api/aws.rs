@@ -358,14 +358,19 @@ async fn a_rotation_of_the_catalog_secret_and_role_password_is_invisible_to_call
         statuses
     };
     let set_role_password = |password: &str| {
-        let sql = format!(
-            "ALTER ROLE {role} PASSWORD '{password}';
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        );
+        let alter = format!("ALTER ROLE {role} PASSWORD '{password}'");
         // Open connections outlive a password change: end them, so that
-        // the next request signs in again.
+        // the next request signs in again. Only once the change has
+        // committed: one in the same transaction could let a request sign
+        // in with the old password in between.
+        let terminate = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        );
         let admin = &catalog.admin;
-        async move { admin.batch_execute(&sql).await.unwrap() }
+        async move {
+            admin.batch_execute(&alter).await.unwrap();
+            admin.batch_execute(&terminate).await.unwrap();
+        }
     };
     let rotations = async {
         let pause = || tokio::time::sleep(Duration::from_millis(300));

@@ -153,6 +153,29 @@ async fn a_terminated_pooled_connection_is_replaced_unseen() {
 }
 
 #[tokio::test]
+async fn connections_terminated_mid_request_are_replaced_unseen() {
+    let catalog = TestCatalog::new().await;
+    catalog.insert_many(5, &["m"]).await;
+    let app = catalog.app(&[]).await;
+    let terminate = || async {
+        catalog
+            .admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND datname = current_database()",
+                &[&READER],
+            )
+            .await
+            .unwrap()
+    };
+    // The termination lands at every point of a read in turn: before it,
+    // between its messages, as its reply comes back.
+    for _ in 0..200 {
+        let (reply, _) = tokio::join!(logs(&app, json!({"numPerPage": 1})), terminate());
+        assert_eq!(reply.ids(), vec![5]);
+    }
+}
+
+#[tokio::test]
 async fn postgres_restarted_between_two_requests_is_unseen() {
     let (mut pg, url) = dedicated_catalog(3).await;
     let catalog = TestCatalog::new().await;
