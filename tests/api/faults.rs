@@ -193,6 +193,28 @@ async fn postgres_restarted_between_two_requests_is_unseen() {
 }
 
 #[tokio::test]
+async fn postgres_restarted_under_a_full_pool_is_unseen() {
+    let (mut pg, url) = dedicated_catalog(3).await;
+    let catalog = TestCatalog::new().await;
+    let app = catalog.app(&[("DATABASE_URL", &url)]).await;
+    let page = || logs(&app, json!({"numPerPage": 5}));
+    let _ = tokio::join!(page(), page(), page(), page());
+    let watcher = connect(&url.parse().unwrap()).await;
+    let pooled: i64 = watcher
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pooled, 4, "the pool holds a connection per request");
+    drop(watcher);
+    // Every pooled connection dies at once, unnoticed: the halt blocks
+    // this runtime, as a frozen Lambda environment is.
+    pg.halt();
+    pg.resume().unwrap();
+    assert_eq!(page().await.ids(), vec![3, 2, 1]);
+}
+
+#[tokio::test]
 async fn a_catalog_that_is_down_is_a_503_then_served_once_it_is_up() {
     let (mut pg, url) = dedicated_catalog(2).await;
     let catalog = TestCatalog::new().await;
