@@ -1,10 +1,11 @@
--- The mirror logs accelerator, version 1: opt-in, installed by the owner of
+-- The mirror logs accelerator, version 2: opt-in, installed by the owner of
 -- PeerDB's catalog table peerdb_stats.flow_errors.
 --
 --   psql "$CATALOG_URL" -v reader=<the function's role> -f sql/accelerator-install.sql
 --
 -- Idempotent: running it again rebuilds the summary from the table (so it
--- also repairs a summary that drifted, see the health check below).
+-- also repairs a summary that drifted, see the health check below, and
+-- upgrades version 1, whose summary had two widths).
 -- sql/accelerator-uninstall.sql removes every object it makes. It never
 -- changes PeerDB's columns, rows or indexes. It needs PostgreSQL 11 or later.
 --
@@ -15,8 +16,8 @@
 --   mirror_logs_time_brin  BRIN (error_timestamp) on flow_errors, for time
 --       ranges (rows are inserted in time order). Built CONCURRENTLY.
 --   mirror_logs_counts  the summary: rows per (flow_name, error_type,
---       bucket) at two bucket widths, bits = 16 (bucket = id >> 16, 65,536 ids
---       wide) and bits = 22 (4,194,304 ids wide, 64 fine buckets each).
+--       bucket) at three bucket widths, each 16 of the one below: bits = 14
+--       (bucket = id >> 14, 16,384 ids wide), 18 (262,144) and 22 (4,194,304).
 --   mirror_logs_count_changes(), mirror_logs_count_truncate()  the trigger
 --       functions (SECURITY DEFINER, so that PeerDB's inserts work whatever
 --       role PeerDB writes as).
@@ -24,19 +25,21 @@
 --       triggers with transition tables; mirror_logs_count_truncate  AFTER
 --       TRUNCATE. They keep mirror_logs_counts exact in the same
 --       transaction as the change, so one snapshot sees both.
---   mirror_logs_accelerator  one row: the version and the bucket widths.
+--   mirror_logs_accelerator  one row: the version and the bucket widths
+--       (bits, finest first).
 -- and grants the reader SELECT on the two tables (and USAGE on the schema).
 --
 -- Using it (the function). total for names N and level L:
 --   SELECT sum(n) FROM peerdb_stats.mirror_logs_counts
 --   WHERE flow_name = ANY(N) AND error_type = L AND bits = 22
--- and the rows with id > X among them: whole coarse buckets above X's,
--- plus whole fine buckets above X's inside X's coarse bucket (or, when
--- fewer, X's coarse bucket less its fine buckets up to X's), plus an
--- index count inside X's fine bucket (at most 65,536 ids):
+-- and the rows with id > X among them: whole 22-bit buckets above X's,
+-- plus, at 18 bits, 14 bits and single ids in turn, those above X's inside
+-- the enclosing bucket (or, when fewer, the enclosing bucket less those up
+-- to X's), the ids counted in an index (at most 16,384 of them):
 --   bits = 22 AND bucket > X >> 22
---   bits = 16 AND bucket > X >> 16 AND bucket < ((X >> 22) + 1) << 6
---   flow_errors: id > X AND id < ((X >> 16) + 1) << 16
+--   bits = 18 AND bucket > X >> 18 AND bucket < ((X >> 22) + 1) << 4
+--   bits = 14 AND bucket > X >> 14 AND bucket < ((X >> 18) + 1) << 4
+--   flow_errors: id > X AND id < ((X >> 14) + 1) << 14
 -- The key leads with the width and the bucket, so each is one range of it.
 --
 -- Detection (the function, at its first request and again after 30 s, as
@@ -45,7 +48,7 @@
 -- returns one row if the summary is kept for the table there now, none if
 -- not (table recreated, a trigger dropped or disabled):
 -- detection:begin
---   SELECT a.version, a.fine_bits, a.coarse_bits
+--   SELECT a.version, a.bits
 --   FROM peerdb_stats.mirror_logs_accelerator a
 --   WHERE a.table_oid = to_regclass('peerdb_stats.flow_errors')
 --     AND (SELECT count(*) FROM pg_catalog.pg_trigger t
@@ -56,14 +59,14 @@
 --
 -- Health check (any role that can read both tables; one statement, so one
 -- snapshot; it reads the whole table, 13 s at ten million rows on two busy
--- cores, so run it off-peak): every bucket of both widths against a real
+-- cores, so run it off-peak): every bucket of every width against a real
 -- count. One row, 'ok' or how many buckets
 -- drifted. For one mirror, add "WHERE flow_name = 'm'" to both sides.
 -- Repair: run this file again.
 -- health-check:begin
 --   WITH actual AS (
 --       SELECT flow_name, error_type, b.bits, id >> b.bits AS bucket, count(*) AS n
---       FROM peerdb_stats.flow_errors, (VALUES (16), (22)) b(bits)
+--       FROM peerdb_stats.flow_errors, (VALUES (14), (18), (22)) b(bits)
 --       GROUP BY 1, 2, 3, 4),
 --   kept AS (
 --       SELECT flow_name, error_type, bits, bucket, n FROM peerdb_stats.mirror_logs_counts)
@@ -145,7 +148,7 @@ DROP TABLE IF EXISTS peerdb_stats.mirror_logs_counts;
 CREATE TABLE peerdb_stats.mirror_logs_counts (
     flow_name TEXT NOT NULL,
     error_type TEXT NOT NULL,
-    bits SMALLINT NOT NULL CHECK (bits IN (16, 22)),
+    bits SMALLINT NOT NULL CHECK (bits IN (14, 18, 22)),
     bucket BIGINT NOT NULL, -- id >> bits
     n BIGINT NOT NULL,
     -- Width and bucket first: a range of ids, for every name and level,
@@ -168,7 +171,7 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, count(*)
-        FROM new_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)
+        FROM new_rows r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
         ORDER BY 3, 4, 1, 2 -- the primary key's order
         ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
@@ -176,7 +179,7 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
         SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, -count(*)
-        FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)
+        FROM old_rows r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
         ORDER BY 3, 4, 1, 2 -- the primary key's order
         ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
@@ -186,7 +189,7 @@ BEGIN
         FROM (SELECT flow_name, error_type, id, -1 AS d FROM old_rows
               UNION ALL
               SELECT flow_name, error_type, id, 1 FROM new_rows) r,
-             (VALUES (16::smallint), (22::smallint)) b(bits)
+             (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
         GROUP BY 1, 2, 3, 4
         HAVING sum(r.d) <> 0
         ORDER BY 3, 4, 1, 2 -- the primary key's order
@@ -195,7 +198,7 @@ BEGIN
     -- A DELETE or an UPDATE: the buckets its old rows left, where empty.
     DELETE FROM peerdb_stats.mirror_logs_counts c
     USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
-           FROM old_rows r, (VALUES (16::smallint), (22::smallint)) b(bits)) k
+           FROM old_rows r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)) k
     WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
       AND c.n = 0;
     RETURN NULL;
@@ -217,21 +220,28 @@ $$;
 REVOKE ALL ON FUNCTION peerdb_stats.mirror_logs_count_changes() FROM PUBLIC;
 REVOKE ALL ON FUNCTION peerdb_stats.mirror_logs_count_truncate() FROM PUBLIC;
 
--- The rows already there: one hash aggregate over the table (about a
--- hundred thousand groups at ten million rows; the planner expects far
+-- The rows already there: one hash aggregate over the table (about 350
+-- thousand groups at ten million rows; the planner expects far
 -- more, and with the default work_mem spills them all to disk), written
 -- in the key's order so that a range of buckets is a few pages (as the
 -- triggers' rows, appended bucket after bucket, will be too).
-SET LOCAL work_mem = '64MB';
+SET LOCAL work_mem = '128MB';
 INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
-SELECT flow_name, error_type, 16, id >> 16, count(*)
+SELECT flow_name, error_type, 14, id >> 14, count(*)
 FROM peerdb_stats.flow_errors
 GROUP BY 1, 2, 3, 4
 ORDER BY 3, 4, 1, 2;
+-- Each wider width from the one below it.
 INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
-SELECT flow_name, error_type, 22, bucket >> 6, sum(n)
+SELECT flow_name, error_type, 18, bucket >> 4, sum(n)
 FROM peerdb_stats.mirror_logs_counts
-WHERE bits = 16
+WHERE bits = 14
+GROUP BY 1, 2, 3, 4
+ORDER BY 3, 4, 1, 2;
+INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
+SELECT flow_name, error_type, 22, bucket >> 4, sum(n)
+FROM peerdb_stats.mirror_logs_counts
+WHERE bits = 18
 GROUP BY 1, 2, 3, 4
 ORDER BY 3, 4, 1, 2;
 
@@ -254,13 +264,12 @@ CREATE TRIGGER mirror_logs_count_truncate
 CREATE TABLE peerdb_stats.mirror_logs_accelerator (
     one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
     version INTEGER NOT NULL,
-    fine_bits SMALLINT NOT NULL,
-    coarse_bits SMALLINT NOT NULL,
+    bits SMALLINT[] NOT NULL,      -- the summary's widths, finest first
     table_oid OID NOT NULL,        -- the flow_errors the triggers are on
     installed_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-INSERT INTO peerdb_stats.mirror_logs_accelerator (version, fine_bits, coarse_bits, table_oid)
-VALUES (1, 16, 22, 'peerdb_stats.flow_errors'::regclass);
+INSERT INTO peerdb_stats.mirror_logs_accelerator (version, bits, table_oid)
+VALUES (2, '{14, 18, 22}', 'peerdb_stats.flow_errors'::regclass);
 
 GRANT USAGE ON SCHEMA peerdb_stats TO :"reader";
 GRANT SELECT ON peerdb_stats.mirror_logs_counts, peerdb_stats.mirror_logs_accelerator TO :"reader";

@@ -9,18 +9,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// An installed, kept accelerator: its summary's bucket widths, in bits
-/// of the id.
+/// of the id, finest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accelerator {
-    pub fine_bits: i16,
-    pub coarse_bits: i16,
+    pub bits: [i16; LEVELS],
 }
+
+/// How many bucket widths the summary keeps.
+pub const LEVELS: usize = 3;
 
 /// The install file's detection query: one row when the summary is kept
 /// for the table there now (its marker names this table, its four
 /// triggers are enabled), none otherwise. A missing marker is an
 /// undefined-table error, which means none as well.
-pub const DETECTION: &str = "SELECT a.version, a.fine_bits, a.coarse_bits \
+pub const DETECTION: &str = "SELECT a.version, a.bits \
      FROM peerdb_stats.mirror_logs_accelerator a \
      WHERE a.table_oid = to_regclass('peerdb_stats.flow_errors') \
        AND (SELECT count(*) FROM pg_catalog.pg_trigger t \
@@ -28,8 +30,9 @@ pub const DETECTION: &str = "SELECT a.version, a.fine_bits, a.coarse_bits \
               AND t.tgname IN ('mirror_logs_count_inserts', 'mirror_logs_count_deletes', \
                                'mirror_logs_count_updates', 'mirror_logs_count_truncate')) = 4";
 
-/// The one version this function reads.
-const VERSION: i32 = 1;
+/// The one version this function reads. Version 1's marker has no
+/// `bits` column: its detection fails as an undefined column.
+const VERSION: i32 = 2;
 
 /// How long what was found is trusted: "within a minute", with room for
 /// the check itself.
@@ -37,13 +40,17 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(30);
 
 impl Accelerator {
     /// The accelerator a detection row describes, if this function can
-    /// read it: version 1, and fine buckets inside coarse ones.
-    pub fn from_row(version: i32, fine_bits: i16, coarse_bits: i16) -> Option<Accelerator> {
-        (version == VERSION && 0 < fine_bits && fine_bits < coarse_bits && coarse_bits < 63)
-            .then_some(Accelerator {
-                fine_bits,
-                coarse_bits,
-            })
+    /// read it: version 2, and each width's buckets inside the next's.
+    pub fn from_row(version: i32, bits: &[i16]) -> Option<Accelerator> {
+        let bits: [i16; LEVELS] = bits.try_into().ok()?;
+        let nested = bits.windows(2).all(|w| w[0] < w[1]);
+        (version == VERSION && nested && 0 < bits[0] && bits[LEVELS - 1] < 63)
+            .then_some(Accelerator { bits })
+    }
+
+    /// The widest buckets: the fewest rows for a whole-table sum.
+    pub fn coarsest(&self) -> i16 {
+        self.bits[LEVELS - 1]
     }
 }
 
@@ -76,10 +83,7 @@ impl Detected {
 mod tests {
     use super::*;
 
-    const V1: Accelerator = Accelerator {
-        fine_bits: 16,
-        coarse_bits: 22,
-    };
+    const V2: Accelerator = Accelerator { bits: [14, 18, 22] };
 
     #[test]
     fn the_detection_is_the_install_files() {
@@ -99,12 +103,14 @@ mod tests {
     }
 
     #[test]
-    fn only_version_1_with_fine_buckets_inside_coarse_ones_is_read() {
-        assert_eq!(Accelerator::from_row(1, 16, 22), Some(V1));
-        assert_eq!(Accelerator::from_row(2, 16, 22), None);
-        assert_eq!(Accelerator::from_row(1, 22, 16), None);
-        assert_eq!(Accelerator::from_row(1, 0, 22), None);
-        assert_eq!(Accelerator::from_row(1, 16, 64), None);
+    fn only_version_2_with_three_nested_widths_is_read() {
+        assert_eq!(Accelerator::from_row(2, &[14, 18, 22]), Some(V2));
+        assert_eq!(Accelerator::from_row(3, &[14, 18, 22]), None);
+        assert_eq!(Accelerator::from_row(2, &[16, 22]), None);
+        assert_eq!(Accelerator::from_row(2, &[14, 22, 18]), None);
+        assert_eq!(Accelerator::from_row(2, &[14, 14, 22]), None);
+        assert_eq!(Accelerator::from_row(2, &[0, 18, 22]), None);
+        assert_eq!(Accelerator::from_row(2, &[14, 18, 64]), None);
     }
 
     #[test]
@@ -112,8 +118,8 @@ mod tests {
         let d = Detected::default();
         let t = Instant::now();
         assert_eq!(d.fresh(t), None, "nothing looked for yet");
-        d.record(t, Some(V1));
-        assert_eq!(d.fresh(t + Duration::from_secs(29)), Some(Some(V1)));
+        d.record(t, Some(V2));
+        assert_eq!(d.fresh(t + Duration::from_secs(29)), Some(Some(V2)));
         assert_eq!(d.fresh(t + RECHECK_AFTER), None);
         d.record(t, None);
         assert_eq!(d.fresh(t), Some(None), "absence is remembered as well");

@@ -194,14 +194,22 @@ impl Catalog {
         };
         let found = match self.run(&detection, deadline).await {
             Ok(rows) => match rows.first() {
-                Some(row) => Accelerator::from_row(
-                    row.try_get(0).map_err(CatalogError::Query)?,
-                    row.try_get(1).map_err(CatalogError::Query)?,
-                    row.try_get(2).map_err(CatalogError::Query)?,
-                ),
+                Some(row) => {
+                    let bits: Vec<i16> = row.try_get(1).map_err(CatalogError::Query)?;
+                    let found =
+                        Accelerator::from_row(row.try_get(0).map_err(CatalogError::Query)?, &bits);
+                    if found.is_none() {
+                        warn!("the accelerator installed is of another version; reading without it (run this version's sql/accelerator-install.sql)");
+                    }
+                    found
+                }
                 None => None,
             },
             Err(CatalogError::Query(e)) if is_undefined_table(&e) => None,
+            Err(CatalogError::Query(e)) if e.code() == Some(&SqlState::UNDEFINED_COLUMN) => {
+                warn!("the accelerator installed is version 1; reading without it (run sql/accelerator-install.sql again to upgrade it)");
+                None
+            }
             Err(CatalogError::Query(e)) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                 warn!("the accelerator is installed but this role may not read it (install it with -v reader=<this role>)");
                 None

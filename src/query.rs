@@ -434,65 +434,74 @@ impl Bound {
         format!("((SELECT count(*) FROM walked) = {})", self.limit)
     }
 
-    /// `total` summed from the summary, and `newer`: the summary's whole
-    /// buckets above the page's newest id, coarse then fine, and an exact
-    /// count inside that id's fine bucket. At each fine step the shorter
-    /// side is read: the rows above, or the enclosing bucket's less those
-    /// below. The summary's key leads with the width and the bucket, so
-    /// each sum reads one range of buckets whatever the table's size.
+    /// `total` summed from the summary, and `newer`: the rows above the
+    /// page's newest id. Whole coarsest buckets above its own; then, at
+    /// each finer width down to single ids, the buckets above its own
+    /// inside the enclosing one, read on the shorter side: those above,
+    /// or the enclosing bucket's count less those up to its own. Single
+    /// ids are counted in the table. The summary's key leads with the
+    /// width and the bucket, so each sum reads one range of buckets
+    /// whatever the table's size.
     fn counted_in_summary(&self, a: Accelerator) -> String {
         let newer = if self.needs_newer {
-            let (fine, coarse) = (a.fine_bits, a.coarse_bits);
             let x = "(SELECT id FROM newest)";
-            let (c, f) = (format!("({x} >> {coarse})"), format!("({x} >> {fine})"));
-            let in_summary = |bits: i16, buckets: String| {
-                let filters = filters_with(&self.summary_filters(), Some(&buckets));
-                format!(
-                    "(SELECT coalesce(sum(n), 0) FROM {COUNTS} WHERE bits = {bits} AND {})",
-                    filters.join(" AND ")
-                )
+            let last = "(SELECT last FROM span)";
+            let bucket_of = |id: &str, bits: i16| match bits {
+                0 => id.to_string(),
+                _ => format!("({id} >> {bits})"),
             };
-            let coarse_above = in_summary(coarse, format!("bucket > {c}"));
-            // The fine buckets of the page's coarse bucket: from its first
-            // to the last that holds an id now.
-            let (first, end) = (
-                format!("({c} << {})", coarse - fine),
-                format!(
-                    "least(({c} + 1) << {}, ((SELECT last FROM span) >> {fine}) + 1)",
-                    coarse - fine
-                ),
-            );
-            let fine_above = format!(
-                "CASE WHEN {f} - {first} + 2 < {end} - {f} - 1 THEN {} - {} ELSE {} END",
-                in_summary(coarse, format!("bucket = {c}")),
-                in_summary(fine, format!("bucket >= {first} AND bucket <= {f}")),
-                in_summary(fine, format!("bucket > {f} AND bucket < {end}")),
-            );
-            // Inside the fine bucket, the ids are counted on the side of
-            // the page's newest that is shorter: above it, or below it and
-            // taken from the bucket's count.
-            let (lo, hi) = (format!("({f} << {fine})"), format!("(({f} + 1) << {fine})"));
-            let counted = |range: String| {
-                if self.summary_filters().is_empty() {
-                    format!("(SELECT count(*) FROM {TABLE} WHERE {range})")
+            // The matching rows in `buckets` of width `bits`; of width 0,
+            // the rows with those ids.
+            let rows_in = |bits: i16, buckets: &dyn Fn(&str) -> String| {
+                if bits == 0 {
+                    self.counted_in_table(&buckets("id"))
                 } else {
+                    let filters = filters_with(&self.summary_filters(), Some(&buckets("bucket")));
                     format!(
-                        "(SELECT coalesce(sum((SELECT count(*) FROM {TABLE} f \
-                         WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {range})), 0) FROM pairs p)"
+                        "(SELECT coalesce(sum(n), 0) FROM {COUNTS} WHERE bits = {bits} AND {})",
+                        filters.join(" AND ")
                     )
                 }
             };
-            let exact = format!(
-                "CASE WHEN {x} - {lo} < {hi} - {x} THEN {} - {} ELSE {} END",
-                in_summary(fine, format!("bucket = {f}")),
-                counted(format!("id >= {lo} AND id <= {x}")),
-                counted(format!("id > {x} AND id < {hi}")),
-            );
-            format!("({coarse_above} + {fine_above} + {exact})::int8")
+            let top = a.coarsest();
+            let own_top = bucket_of(x, top);
+            let mut terms = vec![rows_in(top, &|b| format!("{b} > {own_top}"))];
+            for (bits, outer) in std::iter::once(0).chain(a.bits).zip(a.bits) {
+                let (own, enclosing) = (bucket_of(x, bits), bucket_of(x, outer));
+                let per = outer - bits;
+                // The enclosing bucket's first, and past its last that
+                // holds an id now.
+                let first = format!("({enclosing} << {per})");
+                let end = format!(
+                    "least(({enclosing} + 1) << {per}, {} + 1)",
+                    bucket_of(last, bits)
+                );
+                terms.push(format!(
+                    "CASE WHEN {own} - {first} + 2 < {end} - {own} - 1 THEN {} - {} ELSE {} END",
+                    rows_in(outer, &|b| format!("{b} = {enclosing}")),
+                    rows_in(bits, &|b| format!("{b} >= {first} AND {b} <= {own}")),
+                    rows_in(bits, &|b| format!("{b} > {own} AND {b} < {end}")),
+                ));
+            }
+            format!("({})::int8", terms.join(" + "))
         } else {
             "0::int8".to_string()
         };
         format!("SELECT (SELECT total FROM gate) AS total, {newer} AS newer")
+    }
+
+    /// The matching rows with ids in `range`: per (mirror, level) pair
+    /// through its index when the summary's filters apply, else through
+    /// the primary key.
+    fn counted_in_table(&self, range: &str) -> String {
+        if self.summary_filters().is_empty() {
+            format!("(SELECT count(*) FROM {TABLE} WHERE {range})")
+        } else {
+            format!(
+                "(SELECT coalesce(sum((SELECT count(*) FROM {TABLE} f \
+                 WHERE f.flow_name = p.flow_name AND f.error_type = p.error_type AND {range})), 0) FROM pairs p)"
+            )
+        }
     }
 
     /// One page of `source`, from the cursor.
@@ -638,7 +647,7 @@ fn rows_with_ids_in_page_of(q: &Bound, source: &str, filters: &[String]) -> Stri
 /// Each (mirror, level) the filters keep, with its rows, from the
 /// summary's coarse buckets (a few rows per pair).
 fn pairs(filters: &[String], a: Accelerator) -> String {
-    let bits = format!("bits = {}", a.coarse_bits);
+    let bits = format!("bits = {}", a.coarsest());
     format!(
         "pairs AS MATERIALIZED (SELECT flow_name, error_type, sum(n)::int8 AS n FROM {COUNTS}{} GROUP BY flow_name, error_type)",
         where_clause(&filters_with(filters, Some(&bits)))
@@ -879,10 +888,7 @@ mod tests {
         insta::assert_snapshot!(shown(&mirror));
     }
 
-    const INSTALLED: Option<Accelerator> = Some(Accelerator {
-        fine_bits: 16,
-        coarse_bits: 22,
-    });
+    const INSTALLED: Option<Accelerator> = Some(Accelerator { bits: [14, 18, 22] });
 
     #[test]
     fn with_the_accelerator_a_cursor_page_counts_from_the_summary() {

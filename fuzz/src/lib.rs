@@ -34,7 +34,7 @@ pub fn decode(body: &[u8]) {
         Cursor::Newest => {}
     }
     // Planned for a catalog without the accelerator and for one with it.
-    for accelerator in [None, Accelerator::from_row(1, 16, 22)] {
+    for accelerator in [None, Accelerator::from_row(2, &[14, 18, 22])] {
         let plan = query::plan(&req, accelerator);
         for n in 1..=plan.params.len() {
             assert!(plan.sql.contains(&format!("${n}")), "{req:?}: ${n} unused");
