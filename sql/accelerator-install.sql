@@ -58,7 +58,7 @@
 -- detection:end
 --
 -- Health check (any role that can read both tables; one statement, so one
--- snapshot; it reads the whole table, 13 s at ten million rows on two busy
+-- snapshot; it reads the whole table, 23 s at ten million rows on two
 -- cores, so run it off-peak): every bucket of every width against a real
 -- count. One row, 'ok' or how many buckets
 -- drifted. For one mirror, add "WHERE flow_name = 'm'" to both sides.
