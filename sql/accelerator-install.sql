@@ -232,17 +232,13 @@ FROM peerdb_stats.flow_errors
 GROUP BY 1, 2, 3, 4
 ORDER BY 3, 4, 1, 2;
 -- Each wider width from the one below it.
+WITH mid AS (
+    SELECT flow_name, error_type, 18::smallint AS bits, bucket >> 4 AS bucket, sum(n)::int8 AS n
+    FROM peerdb_stats.mirror_logs_counts WHERE bits = 14 GROUP BY 1, 2, 3, 4)
 INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
-SELECT flow_name, error_type, 18, bucket >> 4, sum(n)
-FROM peerdb_stats.mirror_logs_counts
-WHERE bits = 14
-GROUP BY 1, 2, 3, 4
-ORDER BY 3, 4, 1, 2;
-INSERT INTO peerdb_stats.mirror_logs_counts (flow_name, error_type, bits, bucket, n)
-SELECT flow_name, error_type, 22, bucket >> 4, sum(n)
-FROM peerdb_stats.mirror_logs_counts
-WHERE bits = 18
-GROUP BY 1, 2, 3, 4
+SELECT * FROM mid
+UNION ALL
+SELECT flow_name, error_type, 22, bucket >> 4, sum(n) FROM mid GROUP BY 1, 2, 3, 4
 ORDER BY 3, 4, 1, 2;
 
 CREATE TRIGGER mirror_logs_count_inserts
