@@ -88,7 +88,7 @@
 -- The summary is then built in one transaction holding SHARE ROW EXCLUSIVE
 -- on flow_errors: reads go on, PeerDB's inserts wait (they do not fail,
 -- unless PeerDB's session has a lock or statement timeout) until it
--- commits: 5 to 12 s per ten million rows, measured on two busy cores.
+-- commits: 12 to 15 s per ten million rows, measured on two cores.
 -- The index builds before it took 45 s (btree) and 15 s (BRIN) there.
 
 \set ON_ERROR_STOP on
