@@ -391,8 +391,10 @@ async fn a_rotation_of_the_catalog_secret_and_role_password_is_invisible_to_call
             .await
             .unwrap();
         pause().await;
-        // Then a plain update of the secret, once re-reading is allowed again.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Then a plain update of the secret, once re-reading is allowed
+        // again (5 s after the last), with a second to spare should the
+        // first re-read have come late.
+        tokio::time::sleep(Duration::from_secs(6)).await;
         let third = rds_secret(&catalog, &role, passwords[2]);
         aws.put(&secret, &third, "AWSCURRENT").await;
         set_role_password(passwords[2]).await;
