@@ -133,13 +133,9 @@ async fn near_the_lambda_deadline_the_answer_is_a_504_in_time() {
     catalog.admin.batch_execute("ROLLBACK").await.unwrap();
 }
 
-#[tokio::test]
-async fn a_terminated_pooled_connection_is_replaced_unseen() {
-    let catalog = TestCatalog::new().await;
-    catalog.insert_many(5, &["m"]).await;
-    let app = catalog.app(&[]).await;
-    assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![5]);
-    let killed: i64 = catalog
+/// Ends the reader's connections to `catalog`'s database; how many.
+async fn terminate_reader_connections(catalog: &TestCatalog) -> i64 {
+    catalog
         .admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1 AND datname = current_database()",
@@ -147,8 +143,16 @@ async fn a_terminated_pooled_connection_is_replaced_unseen() {
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(killed, 1);
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_terminated_pooled_connection_is_replaced_unseen() {
+    let catalog = TestCatalog::new().await;
+    catalog.insert_many(5, &["m"]).await;
+    let app = catalog.app(&[]).await;
+    assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![5]);
+    assert_eq!(terminate_reader_connections(&catalog).await, 1);
     assert_eq!(logs(&app, json!({"numPerPage": 1})).await.ids(), vec![5]);
 }
 
@@ -157,20 +161,13 @@ async fn connections_terminated_mid_request_are_replaced_unseen() {
     let catalog = TestCatalog::new().await;
     catalog.insert_many(5, &["m"]).await;
     let app = catalog.app(&[]).await;
-    let terminate = || async {
-        catalog
-            .admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND datname = current_database()",
-                &[&READER],
-            )
-            .await
-            .unwrap()
-    };
     // The termination lands at every point of a read in turn: before it,
     // between its messages, as its reply comes back.
     for _ in 0..200 {
-        let (reply, _) = tokio::join!(logs(&app, json!({"numPerPage": 1})), terminate());
+        let (reply, _) = tokio::join!(
+            logs(&app, json!({"numPerPage": 1})),
+            terminate_reader_connections(&catalog)
+        );
         assert_eq!(reply.ids(), vec![5]);
     }
 }
