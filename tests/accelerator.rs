@@ -154,6 +154,15 @@ impl Catalog {
             .get(0)
     }
 
+    /// Makes the summary lie, as only a bypassed trigger could: which of
+    /// summary and table the function reads then shows in its `total`.
+    async fn falsify_summary(&self) {
+        self.owner
+            .batch_execute("UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1000 WHERE bits = 22 AND error_type = 'info'")
+            .await
+            .unwrap();
+    }
+
     /// The health check, as the install file documents it.
     async fn health(&self, client: &Client) -> String {
         client
@@ -858,6 +867,13 @@ async fn answer(app: &axum::Router, body: &serde_json::Value) -> serde_json::Val
     json
 }
 
+/// `total` of every row, as `app` answers it.
+async fn total(app: &axum::Router) -> i64 {
+    answer(app, &serde_json::json!({"numPerPage": 0})).await["total"]
+        .as_i64()
+        .unwrap()
+}
+
 /// Requests of every shape the summary serves: each level, one mirror, a
 /// substring naming several, one naming none; newest, cursors at both
 /// ends, across bucket edges and past the newest id ("previous" on the
@@ -980,10 +996,8 @@ async fn an_accelerator_installed_while_serving_is_used_within_a_minute_and_one_
         function(&catalog, READER).await,
         function(&catalog, PLAIN_READER).await,
     );
-    let everything = serde_json::json!({"numPerPage": 0});
-    let total = |a: serde_json::Value| a["total"].as_i64().unwrap();
-    let truth = total(answer(&plain, &everything).await);
-    assert_eq!(total(answer(&served, &everything).await), truth);
+    let truth = total(&plain).await;
+    assert_eq!(total(&served).await, truth);
 
     // PeerDB writes throughout; the function serves throughout.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1030,17 +1044,12 @@ async fn an_accelerator_installed_while_serving_is_used_within_a_minute_and_one_
     assert!(serving.await.unwrap() > 0);
     assert_alike(&catalog, &served, &plain, "after installs while serving").await;
 
-    // Which of the two the function reads shows when the summary is made
-    // to lie (as only a bypassed trigger could make it): within a minute
-    // of the install, the function's total is the summary's.
-    let truth = total(answer(&plain, &everything).await);
-    catalog
-        .owner
-        .batch_execute("UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1000 WHERE bits = 22 AND error_type = 'info'")
-        .await
-        .unwrap();
+    // Within a minute of the install, the function's total is the
+    // summary's.
+    let truth = total(&plain).await;
+    catalog.falsify_summary().await;
     let started = std::time::Instant::now();
-    while total(answer(&served, &everything).await) == truth {
+    while total(&served).await == truth {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "the installed accelerator was not used within a minute"
@@ -1049,15 +1058,14 @@ async fn an_accelerator_installed_while_serving_is_used_within_a_minute_and_one_
     }
     // Removed, it is read no more from the next request on.
     catalog.uninstall().await;
-    assert_eq!(total(answer(&served, &everything).await), truth);
+    assert_eq!(total(&served).await, truth);
 }
 
 #[tokio::test]
 async fn a_version_1_install_is_read_around_until_the_install_file_runs_again() {
     let catalog = Catalog::new("upgrade", COARSE - 20_000, 40_000, 8).await;
     catalog.install().await;
-    // Version 1's marker, as its install file made it; and a summary that
-    // lies, to show whether the function reads it.
+    // Version 1's marker, as its install file made it.
     catalog
         .owner
         .batch_execute(&format!(
@@ -1068,27 +1076,19 @@ async fn a_version_1_install_is_read_around_until_the_install_file_runs_again() 
                  installed_at TIMESTAMPTZ NOT NULL DEFAULT now());
              INSERT INTO peerdb_stats.mirror_logs_accelerator (version, fine_bits, coarse_bits, table_oid)
              VALUES (1, 16, 22, 'peerdb_stats.flow_errors'::regclass);
-             GRANT SELECT ON peerdb_stats.mirror_logs_accelerator TO {READER};
-             UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1000 WHERE bits = 22"
+             GRANT SELECT ON peerdb_stats.mirror_logs_accelerator TO {READER};"
         ))
         .await
         .unwrap();
-    let everything = serde_json::json!({"numPerPage": 0});
-    let total = |a: serde_json::Value| a["total"].as_i64().unwrap();
+    catalog.falsify_summary().await;
     let truth = catalog.rows().await;
-    let served = function(&catalog, READER).await;
-    assert_eq!(total(answer(&served, &everything).await), truth);
+    assert_eq!(total(&function(&catalog, READER).await).await, truth);
 
     catalog.install().await;
     catalog.assert_exact("after the upgrade").await;
-    catalog
-        .owner
-        .batch_execute("UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1000 WHERE bits = 22")
-        .await
-        .unwrap();
-    let upgraded = function(&catalog, READER).await;
+    catalog.falsify_summary().await;
     assert!(
-        total(answer(&upgraded, &everything).await) > truth,
+        total(&function(&catalog, READER).await).await > truth,
         "the upgraded summary is read"
     );
 }
