@@ -13,8 +13,12 @@
 --   mirror_logs_flow_type_id_idx  btree (flow_name, error_type, id) on
 --       flow_errors: a mirror's rows of one level in id order (pages, and
 --       the exact count inside one summary bucket). Built CONCURRENTLY.
---   mirror_logs_time_brin  BRIN (error_timestamp) on flow_errors, for time
---       ranges (rows are inserted in time order). Built CONCURRENTLY.
+--   mirror_logs_time_idx  btree (error_timestamp) INCLUDE (id, error_type)
+--       on flow_errors: a time range's rows of a level counted, and their
+--       ids bounded or sorted, from the index alone (a mirror filter reads
+--       the range's rows, or meets the index above in a bitmap). Built
+--       CONCURRENTLY. (Installs before it made a BRIN index,
+--       mirror_logs_time_brin, in its place: running this file drops it.)
 --   mirror_logs_counts  the summary: rows per (flow_name, error_type,
 --       bucket) at three bucket widths, each 16 of the one below: bits = 14
 --       (bucket = id >> 14, 16,384 ids wide), 18 (262,144) and 22 (4,194,304).
@@ -121,7 +125,7 @@ BEGIN
         JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
         JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
         WHERE s.nspname = 'peerdb_stats'
-          AND c.relname IN ('mirror_logs_flow_type_id_idx', 'mirror_logs_time_brin')
+          AND c.relname IN ('mirror_logs_flow_type_id_idx', 'mirror_logs_time_idx')
           AND NOT x.indisvalid
     LOOP
         EXECUTE format('DROP INDEX %s', invalid);
@@ -130,8 +134,9 @@ END $$;
 
 CREATE INDEX CONCURRENTLY IF NOT EXISTS mirror_logs_flow_type_id_idx
     ON peerdb_stats.flow_errors (flow_name, error_type, id);
-CREATE INDEX CONCURRENTLY IF NOT EXISTS mirror_logs_time_brin
-    ON peerdb_stats.flow_errors USING brin (error_timestamp) WITH (autosummarize = on);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS mirror_logs_time_idx
+    ON peerdb_stats.flow_errors (error_timestamp) INCLUDE (id, error_type);
+DROP INDEX CONCURRENTLY IF EXISTS peerdb_stats.mirror_logs_time_brin;
 
 BEGIN;
 -- Waits for writers in flight, then holds new ones until COMMIT: the

@@ -30,4 +30,6 @@ DROP TABLE IF EXISTS peerdb_stats.mirror_logs_counts;
 COMMIT;
 
 DROP INDEX CONCURRENTLY IF EXISTS peerdb_stats.mirror_logs_flow_type_id_idx;
+DROP INDEX CONCURRENTLY IF EXISTS peerdb_stats.mirror_logs_time_idx;
+-- Made in its place by installs before it.
 DROP INDEX CONCURRENTLY IF EXISTS peerdb_stats.mirror_logs_time_brin;

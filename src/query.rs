@@ -52,6 +52,8 @@ const SCAN: &str = "(SELECT scan FROM gate)";
 /// Whether the matching ids are kept, by either way.
 const KEEPS: &str = "(SELECT by_name OR scan FROM gate)";
 const NEWER_THAN_PAGE: &str = "id > (SELECT max(id) FROM page)";
+/// Between the first and last id a time range's matches hold.
+const RANGED_IDS: &str = "id >= (SELECT first FROM ranged) AND id <= (SELECT last FROM ranged)";
 
 /// The result rows, columns in the order `catalog` reads them: `total` and
 /// `newer` (rows matching the filters with an id above the page's newest)
@@ -153,12 +155,23 @@ enum Strategy {
     /// short walk of the primary key or, where the matches are sparse, the
     /// newest ids of each (mirror, level) merged from its index.
     Summary,
+    /// The accelerator is installed and a time range, but no message
+    /// substring, narrows the rows: one pass over its time index (the
+    /// index alone) counts the range's matches and bounds their ids; the
+    /// page walks the primary key inside those bounds or, where matches
+    /// are too sparse there, sorts their ids from the same index.
+    Timed,
 }
 
 impl Strategy {
     fn of(req: &LogsRequest, accelerator: Option<Accelerator>) -> Strategy {
-        if accelerator.is_some() && !req.filters_by_content() {
-            return Strategy::Summary;
+        if accelerator.is_some() {
+            if !req.filters_by_content() {
+                return Strategy::Summary;
+            }
+            if req.message_contains.is_empty() {
+                return Strategy::Timed;
+            }
         }
         match (req.flow_job_name.is_empty(), req.narrows_rows()) {
             (true, false) => Strategy::WholeTable,
@@ -192,6 +205,7 @@ pub fn plan(req: &LogsRequest, accelerator: Option<Accelerator>) -> Plan {
     let q = Bound::new(req, &mut params);
     let ctes = match (strategy, accelerator) {
         (Strategy::Summary, Some(a)) => summarized(&q, a),
+        (Strategy::Timed, _) => timed(&q),
         (Strategy::WholeTable, _) => whole_table(&q),
         (Strategy::Narrowed, _) => narrowed(&q, false),
         (Strategy::Mirror, _) => mirror(&q),
@@ -226,7 +240,7 @@ fn mirror(q: &Bound) -> Vec<String> {
             &q.page_of(&logs(), &q.filters(), "id + 0"),
             &q.page_of(&logs(), &q.filters(), "id"),
         ),
-        stats(&q.counted_in_index()),
+        stats(&q.counted_apart("(SELECT n FROM mirror)")),
     ]
 }
 
@@ -307,6 +321,56 @@ fn summarized(q: &Bound, a: Accelerator) -> Vec<String> {
         newest(),
         stats(&q.counted_in_summary(a)),
     ]
+}
+
+/// [`Strategy::Timed`]'s CTEs.
+fn timed(q: &Bound) -> Vec<String> {
+    let mut ctes = Vec::new();
+    if let Some(needle) = &q.needle {
+        ctes.extend([names(), flows(needle)]);
+    }
+    // Fenced: the walk keeps to the primary key, inside the matches' ids.
+    let walk = format!(
+        "({}) w",
+        fenced(&format!(
+            "SELECT {LOG_COLUMNS} FROM {TABLE}{} ORDER BY id {}",
+            where_clause(&filters_with(
+                &[RANGED_IDS.to_string()],
+                q.cursor.as_deref()
+            )),
+            q.order
+        ))
+    );
+    ctes.extend([
+        format!(
+            "ranged AS (SELECT count(*) AS n, min(id) AS first, max(id) AS last FROM {})",
+            rows(&q.filters())
+        ),
+        // Walking reads about rows_wanted * span / n rows; sorting, the
+        // span's ids at MERGED_ID_COST each.
+        format!(
+            "gate AS (SELECT {} <= {MERGED_ID_COST} * n AS walk FROM ranged)",
+            q.rows_wanted()
+        ),
+        page(&union_all(&[
+            only_if(
+                &q.page_of(&format!("* FROM {walk}"), &q.filters(), "id"),
+                "walked",
+                "(SELECT walk FROM gate)",
+            ),
+            only_if(
+                &format!(
+                    "SELECT {} WHERE id IN ({})",
+                    logs(),
+                    q.page_of(&format!("id FROM {TABLE}"), &q.filters(), "id + 0")
+                ),
+                "sorted",
+                "NOT (SELECT walk FROM gate)",
+            ),
+        ])),
+        stats(&q.counted_apart("(SELECT n FROM ranged)")),
+    ]);
+    ctes
 }
 
 /// The request's values, each bound once as a parameter, and the clauses
@@ -524,9 +588,8 @@ impl Bound {
         format!("SELECT count(*) AS total, {newer} AS newer FROM {rows}")
     }
 
-    /// `total` from the mirror's count in the name index, and `newer`
-    /// counted apart.
-    fn counted_in_index(&self) -> String {
+    /// `total` as counted already, and `newer` counted apart.
+    fn counted_apart(&self, total: &str) -> String {
         let newer = if self.needs_newer {
             format!(
                 "(SELECT count(*) FROM {})",
@@ -535,7 +598,7 @@ impl Bound {
         } else {
             "0::int8".to_string()
         };
-        format!("SELECT (SELECT n FROM mirror) AS total, {newer} AS newer")
+        format!("SELECT {total} AS total, {newer} AS newer")
     }
 
     /// Whether walking the primary key from the cursor, which reads about
@@ -901,9 +964,19 @@ mod tests {
     }
 
     #[test]
-    fn with_the_accelerator_time_and_message_filters_read_as_without_it() {
+    fn with_the_accelerator_a_time_range_is_counted_in_its_index() {
+        let r = in_a_day_containing(req("m", Level::Error, 0, 50, Cursor::Before(9)), "");
+        assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Timed);
+        insta::assert_snapshot!(shown_with(&r, INSTALLED));
+    }
+
+    #[test]
+    fn with_the_accelerator_a_message_filter_reads_as_without_it() {
         for r in [
-            in_a_day_containing(req("", Level::All, 0, 50, Cursor::Newest), ""),
+            LogsRequest {
+                message_contains: "deadlock".into(),
+                ..req("", Level::All, 0, 50, Cursor::Newest)
+            },
             in_a_day_containing(req("m", Level::Error, 0, 50, Cursor::Newest), "deadlock"),
         ] {
             assert_eq!(plan(&r, INSTALLED), plan(&r, None), "{r:?}");

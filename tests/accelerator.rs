@@ -877,7 +877,8 @@ async fn total(app: &axum::Router) -> i64 {
 /// Requests of every shape the summary serves: each level, one mirror, a
 /// substring naming several, one naming none; newest, cursors at both
 /// ends, across bucket edges and past the newest id ("previous" on the
-/// first page); page sizes 0, 1 and 50; a deprecated page.
+/// first page); page sizes 0, 1 and 50; a deprecated page. Then some of
+/// those in time ranges, which the accelerator's time index serves.
 async fn shapes(catalog: &Catalog) -> Vec<serde_json::Value> {
     let c = &catalog.owner;
     let (lo, hi) = id_bounds(c).await;
@@ -904,6 +905,29 @@ async fn shapes(catalog: &Catalog) -> Vec<serde_json::Value> {
         (-1, (lo + hi) / 2),
         (-1, lo - 1),
     ];
+    // Time ranges (ms since the epoch) from the rows' own times: the
+    // middle half, the newest quarter, the oldest quarter, and none.
+    let quartile = |q: f64| {
+        format!(
+            "SELECT floor(extract(epoch FROM error_timestamp) * 1000)::int8 FROM peerdb_stats.flow_errors
+             ORDER BY error_timestamp OFFSET (SELECT (count(*) * {q})::int8 FROM peerdb_stats.flow_errors) LIMIT 1"
+        )
+    };
+    let mut at = Vec::new();
+    for q in [0.25, 0.75] {
+        at.push(
+            c.query_one(&quartile(q), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0),
+        );
+    }
+    let ranges = [
+        serde_json::json!({"fromTimestamp": at[0], "toTimestamp": at[1]}),
+        serde_json::json!({"fromTimestamp": at[1]}),
+        serde_json::json!({"toTimestamp": at[0]}),
+        serde_json::json!({"fromTimestamp": 0, "toTimestamp": 1}),
+    ];
     let mut shapes = Vec::new();
     for flow in ["", mirror.as_str(), "_cdc", "no_such_mirror"] {
         for level in ["all", "error", "warning", "info"] {
@@ -913,6 +937,27 @@ async fn shapes(catalog: &Catalog) -> Vec<serde_json::Value> {
                         "flowJobName": flow, "level": level, "beforeId": before,
                         "afterId": after, "numPerPage": n, "page": page,
                     }));
+                }
+            }
+            for range in &ranges {
+                for (before, after) in [
+                    (-1, -1),
+                    (hi, -1),
+                    ((lo + hi) / 2, -1),
+                    (-1, (lo + hi) / 2),
+                    (-1, lo - 1),
+                ] {
+                    for (n, page) in [(50, 0), (20, 3)] {
+                        let mut shape = serde_json::json!({
+                            "flowJobName": flow, "level": level, "beforeId": before,
+                            "afterId": after, "numPerPage": n, "page": page,
+                        });
+                        shape
+                            .as_object_mut()
+                            .unwrap()
+                            .extend(range.as_object().unwrap().clone());
+                        shapes.push(shape);
+                    }
                 }
             }
         }
@@ -985,6 +1030,17 @@ async fn the_function_answers_alike_with_and_without_the_accelerator() {
             .await
             .unwrap();
     }
+    // And rows written late with times inside the middle of the table (an
+    // operator's import, a writer's clock): time order is not id order.
+    catalog
+        .owner
+        .batch_execute(
+            "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type, error_timestamp)
+             SELECT flow_name, 'late', error_type, error_timestamp
+             FROM peerdb_stats.flow_errors WHERE id % 97 = 5 ORDER BY md5(id::text) LIMIT 300",
+        )
+        .await
+        .unwrap();
     assert_alike(&catalog, &accelerated, &plain, "after deletes and inserts").await;
 }
 
