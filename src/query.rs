@@ -240,7 +240,7 @@ fn mirror(q: &Bound) -> Vec<String> {
             &q.page_of(&logs(), &q.filters(), "id + 0"),
             &q.page_of(&logs(), &q.filters(), "id"),
         ),
-        stats(&q.counted_apart("(SELECT n FROM mirror)")),
+        stats(&q.counted_in_index()),
     ]
 }
 
@@ -341,9 +341,27 @@ fn timed(q: &Bound) -> Vec<String> {
             q.order
         ))
     );
+    // `newer` from the same pass, through the rows on the cursor's far
+    // side (`past`): below it, the page holds the newest matches under
+    // the cursor, so the newer ones are those past it; above it, those
+    // beyond the cursor less the page.
+    let (past, newer) = match (&q.cursor, q.needs_newer) {
+        (Some(cursor), true) => {
+            let beyond = if q.order == "DESC" {
+                "(SELECT past FROM ranged)"
+            } else {
+                "(SELECT n - past FROM ranged) - (SELECT count(*) FROM page)"
+            };
+            (
+                format!(", count(*) FILTER (WHERE NOT ({cursor})) AS past"),
+                format!("CASE WHEN EXISTS (SELECT FROM page) THEN {beyond} ELSE 0 END"),
+            )
+        }
+        _ => (String::new(), "0::int8".to_string()),
+    };
     ctes.extend([
         format!(
-            "ranged AS (SELECT count(*) AS n, min(id) AS first, max(id) AS last FROM {})",
+            "ranged AS (SELECT count(*) AS n, min(id) AS first, max(id) AS last{past} FROM {})",
             rows(&q.filters())
         ),
         // Walking reads about rows_wanted * span / n rows; sorting, the
@@ -368,7 +386,9 @@ fn timed(q: &Bound) -> Vec<String> {
                 "NOT (SELECT walk FROM gate)",
             ),
         ])),
-        stats(&q.counted_apart("(SELECT n FROM ranged)")),
+        stats(&format!(
+            "SELECT (SELECT n FROM ranged) AS total, {newer} AS newer"
+        )),
     ]);
     ctes
 }
@@ -588,8 +608,9 @@ impl Bound {
         format!("SELECT count(*) AS total, {newer} AS newer FROM {rows}")
     }
 
-    /// `total` as counted already, and `newer` counted apart.
-    fn counted_apart(&self, total: &str) -> String {
+    /// `total` from the mirror's count in the name index, and `newer`
+    /// counted apart.
+    fn counted_in_index(&self) -> String {
         let newer = if self.needs_newer {
             format!(
                 "(SELECT count(*) FROM {})",
@@ -598,7 +619,7 @@ impl Bound {
         } else {
             "0::int8".to_string()
         };
-        format!("SELECT {total} AS total, {newer} AS newer")
+        format!("SELECT (SELECT n FROM mirror) AS total, {newer} AS newer")
     }
 
     /// Whether walking the primary key from the cursor, which reads about
@@ -1108,6 +1129,12 @@ mod tests {
             let cursor_page = r.num_per_page > 0 && r.page == 0 && r.cursor != Cursor::Newest;
             assert_eq!(counts_newer(&plan(&r, None)), cursor_page, "{r:?}");
             assert_eq!(counts_newer(&plan(&r, INSTALLED)), cursor_page, "{r:?}");
+            let timed = in_a_day_containing(r, "");
+            assert_eq!(
+                counts_newer(&plan(&timed, INSTALLED)),
+                cursor_page,
+                "{timed:?}"
+            );
         }
     }
 }
