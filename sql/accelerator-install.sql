@@ -45,6 +45,11 @@
 --   bits = 14 AND bucket > X >> 14 AND bucket < ((X >> 18) + 1) << 4
 --   flow_errors: id > X AND id < ((X >> 14) + 1) << 14
 -- The key leads with the width and the bucket, so each is one range of it.
+-- A time range T (with names N and level L, or fewer): its count and its
+-- ids' bounds in one pass of mirror_logs_time_idx, then the page walks
+-- the primary key between those bounds:
+--   SELECT count(*), min(id), max(id) FROM peerdb_stats.flow_errors
+--   WHERE error_timestamp >= T.from AND error_timestamp < T.to AND ...
 --
 -- Detection (the function, at its first request and again after 30 s, as
 -- src/accelerator.rs does; a missing marker table means none): when
