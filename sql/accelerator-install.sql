@@ -98,7 +98,8 @@
 -- on flow_errors: reads go on, PeerDB's inserts wait (they do not fail,
 -- unless PeerDB's session has a lock or statement timeout) until it
 -- commits: 12 to 15 s per ten million rows, measured on two cores.
--- The index builds before it took 45 s (btree) and 15 s (BRIN) there.
+-- The index builds before it took 45 s (flow_name, error_type, id) and 7 s
+-- (the time index) there.
 
 \set ON_ERROR_STOP on
 \if :{?reader}
