@@ -268,7 +268,11 @@ fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
     ];
     let mut pages = vec![
         only_if(&rows_with_ids_in("probe"), "probed", FOUND),
-        only_if(&rows_with_ids_in_page_of(q, "matched", &[]), "kept", KEEPS),
+        only_if(
+            &rows_with_ids_in_page_of(q, "matched", &[], "id"),
+            "kept",
+            KEEPS,
+        ),
     ];
     let mut ctes = Vec::new();
     if mirror {
@@ -377,11 +381,7 @@ fn timed(q: &Bound) -> Vec<String> {
                 "(SELECT walk FROM gate)",
             ),
             only_if(
-                &format!(
-                    "SELECT {} WHERE id IN ({})",
-                    logs(),
-                    q.page_of(&format!("id FROM {TABLE}"), &q.filters(), "id + 0")
-                ),
+                &rows_with_ids_in_page_of(q, TABLE, &q.filters(), "id + 0"),
                 "sorted",
                 "NOT (SELECT walk FROM gate)",
             ),
@@ -719,12 +719,13 @@ fn mirror_gate(q: &Bound, found: &str) -> String {
     )
 }
 
-/// The log rows of one page of the ids in `source` that pass `filters`.
-fn rows_with_ids_in_page_of(q: &Bound, source: &str, filters: &[String]) -> String {
+/// The log rows of one page of the ids in `source` that pass `filters`,
+/// ordered by `order_by` (`id + 0` to keep the primary key out).
+fn rows_with_ids_in_page_of(q: &Bound, source: &str, filters: &[String], order_by: &str) -> String {
     format!(
         "SELECT {} WHERE id IN ({})",
         logs(),
-        q.page_of(&format!("id FROM {source}"), filters, "id")
+        q.page_of(&format!("id FROM {source}"), filters, order_by)
     )
 }
 

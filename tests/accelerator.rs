@@ -1030,8 +1030,9 @@ async fn the_function_answers_alike_with_and_without_the_accelerator() {
             .await
             .unwrap();
     }
-    // And rows written late with times inside the middle of the table (an
-    // operator's import, a writer's clock): time order is not id order.
+    // And rows written late with earlier rows' times, from all over the
+    // table (an operator's import, a writer's clock): time order is not
+    // id order.
     catalog
         .owner
         .batch_execute(
