@@ -154,23 +154,24 @@ enum Strategy {
     /// filters the rows: `total` is summed from its summary, the page is a
     /// short walk of the primary key or, where the matches are sparse, the
     /// newest ids of each (mirror, level) merged from its index.
-    Summary,
+    Summary(Accelerator),
     /// The accelerator is installed and a time range, but no message
     /// substring, narrows the rows: one pass over its time index (the
     /// index alone) counts the range's matches and bounds their ids; the
     /// page walks the primary key inside those bounds or, where matches
-    /// are too sparse there, sorts their ids from the same index.
-    Timed,
+    /// are too sparse there, sorts their ids from the same index. A
+    /// mirror filter's names come from the summary.
+    Timed(Accelerator),
 }
 
 impl Strategy {
     fn of(req: &LogsRequest, accelerator: Option<Accelerator>) -> Strategy {
-        if accelerator.is_some() {
+        if let Some(a) = accelerator {
             if !req.filters_by_content() {
-                return Strategy::Summary;
+                return Strategy::Summary(a);
             }
             if req.message_contains.is_empty() {
-                return Strategy::Timed;
+                return Strategy::Timed(a);
             }
         }
         match (req.flow_job_name.is_empty(), req.narrows_rows()) {
@@ -203,13 +204,13 @@ pub fn plan(req: &LogsRequest, accelerator: Option<Accelerator>) -> Plan {
     let strategy = Strategy::of(req, accelerator);
     let mut params = Vec::new();
     let q = Bound::new(req, &mut params);
-    let ctes = match (strategy, accelerator) {
-        (Strategy::Summary, Some(a)) => summarized(&q, a),
-        (Strategy::Timed, _) => timed(&q),
-        (Strategy::WholeTable, _) => whole_table(&q),
-        (Strategy::Narrowed, _) => narrowed(&q, false),
-        (Strategy::Mirror, _) => mirror(&q),
-        (Strategy::MirrorNarrowed | Strategy::Summary, _) => narrowed(&q, true),
+    let ctes = match strategy {
+        Strategy::Summary(a) => summarized(&q, a),
+        Strategy::Timed(a) => timed(&q, a),
+        Strategy::WholeTable => whole_table(&q),
+        Strategy::Narrowed => narrowed(&q, false),
+        Strategy::Mirror => mirror(&q),
+        Strategy::MirrorNarrowed => narrowed(&q, true),
     };
     Plan {
         sql: statement(&ctes),
@@ -328,10 +329,10 @@ fn summarized(q: &Bound, a: Accelerator) -> Vec<String> {
 }
 
 /// [`Strategy::Timed`]'s CTEs.
-fn timed(q: &Bound) -> Vec<String> {
+fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
     let mut ctes = Vec::new();
     if let Some(needle) = &q.needle {
-        ctes.extend([names(), flows(needle)]);
+        ctes.push(summarized_flows(needle, a));
     }
     // Fenced: the walk keeps to the primary key, inside the matches' ids.
     let walk = format!(
@@ -650,6 +651,18 @@ fn names() -> String {
 fn flows(needle: &str) -> String {
     format!(
         "flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
+    )
+}
+
+/// The names that contain the filter, from the summary's coarsest
+/// buckets: a few per name, where the skip scan probes the name index
+/// once per name. A name whose rows are all deleted may stay there; it
+/// matches no row.
+fn summarized_flows(needle: &str, a: Accelerator) -> String {
+    format!(
+        "flows AS (SELECT coalesce(array_agg(DISTINCT flow_name), '{{}}') AS names FROM {COUNTS} \
+         WHERE bits = {} AND strpos(flow_name, {needle}) > 0)",
+        a.coarsest()
     )
 }
 
@@ -973,22 +986,29 @@ mod tests {
         insta::assert_snapshot!(shown(&mirror));
     }
 
-    const INSTALLED: Option<Accelerator> = Some(Accelerator { bits: [14, 18, 22] });
+    const ACCELERATOR: Accelerator = Accelerator { bits: [14, 18, 22] };
+    const INSTALLED: Option<Accelerator> = Some(ACCELERATOR);
 
     #[test]
     fn with_the_accelerator_a_cursor_page_counts_from_the_summary() {
         let every = req("", Level::All, 0, 50, Cursor::Before(9));
-        assert_eq!(Strategy::of(&every, INSTALLED), Strategy::Summary);
+        assert_eq!(
+            Strategy::of(&every, INSTALLED),
+            Strategy::Summary(ACCELERATOR)
+        );
         insta::assert_snapshot!(shown_with(&every, INSTALLED));
         let mirror_errors = req("m", Level::Error, 0, 50, Cursor::After(9));
-        assert_eq!(Strategy::of(&mirror_errors, INSTALLED), Strategy::Summary);
+        assert_eq!(
+            Strategy::of(&mirror_errors, INSTALLED),
+            Strategy::Summary(ACCELERATOR)
+        );
         insta::assert_snapshot!(shown_with(&mirror_errors, INSTALLED));
     }
 
     #[test]
     fn with_the_accelerator_a_time_range_is_counted_in_its_index() {
         let r = in_a_day_containing(req("m", Level::Error, 0, 50, Cursor::Before(9)), "");
-        assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Timed);
+        assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Timed(ACCELERATOR));
         insta::assert_snapshot!(shown_with(&r, INSTALLED));
     }
 
@@ -1041,7 +1061,11 @@ mod tests {
     #[test]
     fn with_the_accelerator_every_request_without_content_filters_uses_the_summary() {
         for r in requests() {
-            assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Summary, "{r:?}");
+            assert_eq!(
+                Strategy::of(&r, INSTALLED),
+                Strategy::Summary(ACCELERATOR),
+                "{r:?}"
+            );
         }
     }
 
