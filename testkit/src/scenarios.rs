@@ -91,6 +91,8 @@ pub struct CatalogShape {
     pub mirror: String,
     /// The `error_timestamp` of the row halfway up the ids, in ms.
     pub mid_ms: i64,
+    /// The `error_timestamp` of the newest row (the highest id), in ms.
+    pub newest_ms: i64,
 }
 
 impl CatalogShape {
@@ -112,11 +114,19 @@ impl CatalogShape {
                 &[&bounds.get::<_, i64>(0), &bounds.get::<_, i64>(1)],
             )
             .await?;
+        let newest = client
+            .query_one(
+                "SELECT floor(extract(epoch FROM error_timestamp) * 1000)::int8 FROM peerdb_stats.flow_errors
+                 ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await?;
         Ok(CatalogShape {
             min_id: bounds.get(0),
             max_id: bounds.get(1),
             mirror: mirror.get(0),
             mid_ms: mid.get(0),
+            newest_ms: newest.get(0),
         })
     }
 }
@@ -226,6 +236,13 @@ pub fn more_scenarios(shape: &CatalogShape) -> Vec<Scenario> {
         Scenario {
             name: "one day (mid-table)",
             ..day.clone()
+        },
+        // A dashboard's "last 24 hours", up to the newest row.
+        Scenario {
+            name: "the last day",
+            from_ms: Some(shape.newest_ms + 1 - DAY_MS),
+            to_ms: Some(shape.newest_ms + 1),
+            ..base.clone()
         },
         Scenario {
             name: "one day, one mirror, level: error",
