@@ -107,26 +107,24 @@ impl CatalogShape {
                 &[],
             )
             .await?;
-        let mid = client
-            .query_one(
-                "SELECT floor(extract(epoch FROM error_timestamp) * 1000)::int8 FROM peerdb_stats.flow_errors
-                 WHERE id >= ($1::int8 + $2::int8) / 2 ORDER BY id LIMIT 1",
-                &[&bounds.get::<_, i64>(0), &bounds.get::<_, i64>(1)],
-            )
-            .await?;
-        let newest = client
-            .query_one(
-                "SELECT floor(extract(epoch FROM error_timestamp) * 1000)::int8 FROM peerdb_stats.flow_errors
-                 ORDER BY id DESC LIMIT 1",
-                &[],
-            )
-            .await?;
+        let (min_id, max_id): (i64, i64) = (bounds.get(0), bounds.get(1));
+        // The time of the first row from `id` up.
+        let ms_from = |id: i64| async move {
+            client
+                .query_one(
+                    "SELECT floor(extract(epoch FROM error_timestamp) * 1000)::int8 FROM peerdb_stats.flow_errors
+                     WHERE id >= $1 ORDER BY id LIMIT 1",
+                    &[&id],
+                )
+                .await
+                .map(|row| row.get(0))
+        };
         Ok(CatalogShape {
-            min_id: bounds.get(0),
-            max_id: bounds.get(1),
+            min_id,
+            max_id,
             mirror: mirror.get(0),
-            mid_ms: mid.get(0),
-            newest_ms: newest.get(0),
+            mid_ms: ms_from((min_id + max_id) / 2).await?,
+            newest_ms: ms_from(max_id).await?,
         })
     }
 }
