@@ -230,7 +230,7 @@ fn whole_table(q: &Bound) -> Vec<String> {
 fn mirror(q: &Bound) -> Vec<String> {
     vec![
         names(),
-        flows(q.needle()),
+        flows("names", q.needle()),
         span(),
         mirror_size(&mirror_rows()),
         gate(&[format!(
@@ -277,7 +277,7 @@ fn narrowed(q: &Bound, mirror: bool) -> Vec<String> {
     ];
     let mut ctes = Vec::new();
     if mirror {
-        ctes.extend([names(), flows(q.needle()), span(), sample(q)]);
+        ctes.extend([names(), flows("names", q.needle()), span(), sample(q)]);
         kept.insert(
             0,
             only_if(
@@ -332,7 +332,7 @@ fn summarized(q: &Bound, a: Accelerator) -> Vec<String> {
 fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
     let mut ctes = Vec::new();
     if let Some(needle) = &q.needle {
-        ctes.push(summarized_flows(needle, a));
+        ctes.push(flows(&summarized_names(a), needle));
     }
     // Fenced: the walk keeps to the primary key, inside the matches' ids.
     let walk = format!(
@@ -647,21 +647,20 @@ fn names() -> String {
     )
 }
 
-/// The names that contain the filter.
-fn flows(needle: &str) -> String {
+/// The names in `names` (a relation of one column, `n`) that contain the
+/// filter.
+fn flows(names: &str, needle: &str) -> String {
     format!(
-        "flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM names WHERE strpos(n, {needle}) > 0)"
+        "flows AS (SELECT coalesce(array_agg(n), '{{}}') AS names FROM {names} WHERE strpos(n, {needle}) > 0)"
     )
 }
 
-/// The names that contain the filter, from the summary's coarsest
-/// buckets: a few per name, where the skip scan probes the name index
-/// once per name. A name whose rows are all deleted may stay there; it
-/// matches no row.
-fn summarized_flows(needle: &str, a: Accelerator) -> String {
+/// Every name in the summary's coarsest buckets: a few rows per name,
+/// where the skip scan probes the name index once per name. A name whose
+/// rows are all deleted may stay there; it matches no row.
+fn summarized_names(a: Accelerator) -> String {
     format!(
-        "flows AS (SELECT coalesce(array_agg(DISTINCT flow_name), '{{}}') AS names FROM {COUNTS} \
-         WHERE bits = {} AND strpos(flow_name, {needle}) > 0)",
+        "(SELECT DISTINCT flow_name AS n FROM {COUNTS} WHERE bits = {}) names",
         a.coarsest()
     )
 }
