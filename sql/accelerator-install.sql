@@ -1,11 +1,11 @@
--- The mirror logs accelerator, version 2: opt-in, installed by the owner of
+-- The mirror logs accelerator, version 3: opt-in, installed by the owner of
 -- PeerDB's catalog table peerdb_stats.flow_errors.
 --
 --   psql "$CATALOG_URL" -v reader=<the function's role> -f sql/accelerator-install.sql
 --
 -- Idempotent: running it again rebuilds the summary from the table (so it
 -- also repairs a summary that drifted, see the health check below, and
--- upgrades version 1, whose summary had two widths).
+-- upgrades versions 1 and 2, which kept no hours).
 -- sql/accelerator-uninstall.sql removes every object it makes. It never
 -- changes PeerDB's columns, rows or indexes. It needs PostgreSQL 11 or later.
 --
@@ -22,16 +22,22 @@
 --   mirror_logs_counts  the summary: rows per (flow_name, error_type,
 --       bucket) at three bucket widths, each 16 of the one below: bits = 14
 --       (bucket = id >> 14, 16,384 ids wide), 18 (262,144) and 22 (4,194,304).
+--   mirror_logs_hours  rows per (hour of error_timestamp, error_type,
+--       stripe), stripe = id & 7, with bounds on their ids (first, last):
+--       a time range's whole hours summed, its ids bounded, without
+--       reading its rows.
 --   mirror_logs_count_changes(), mirror_logs_count_truncate()  the trigger
 --       functions (SECURITY DEFINER, so that PeerDB's inserts work whatever
 --       role PeerDB writes as).
---   mirror_logs_count_inserts, _deletes, _updates  statement-level AFTER
---       triggers with transition tables; mirror_logs_count_truncate  AFTER
---       TRUNCATE. They keep mirror_logs_counts exact in the same
---       transaction as the change, so one snapshot sees both.
+--   mirror_logs_count_inserts, _deletes, _updates_old, _updates_new
+--       statement-level AFTER triggers with transition tables;
+--       mirror_logs_count_truncate  AFTER TRUNCATE. They keep both
+--       summaries exact in the same transaction as the change, so one
+--       snapshot sees all three tables alike.
 --   mirror_logs_accelerator  one row: the version and the bucket widths
 --       (bits, finest first).
--- and grants the reader SELECT on the two tables (and USAGE on the schema).
+-- and grants the reader SELECT on the three tables (and USAGE on the
+-- schema).
 --
 -- Using it (the function). total for names N and level L:
 --   SELECT sum(n) FROM peerdb_stats.mirror_logs_counts
@@ -45,11 +51,18 @@
 --   bits = 14 AND bucket > X >> 14 AND bucket < ((X >> 18) + 1) << 4
 --   flow_errors: id > X AND id < ((X >> 14) + 1) << 14
 -- The key leads with the width and the bucket, so each is one range of it.
--- A time range T (with names N and level L, or fewer): its count and its
--- ids' bounds in one pass of mirror_logs_time_idx, then the page walks
--- the primary key between those bounds:
+-- A time range T with level L (or every level): the hours T holds whole
+-- summed, the hours at its ends counted in mirror_logs_time_idx, and the
+-- ids bounded by both; then the page walks the primary key between those
+-- bounds:
+--   SELECT sum(n), min(first), max(last) FROM peerdb_stats.mirror_logs_hours
+--   WHERE hour >= T.from AND hour + INTERVAL '1 hour' <= T.to AND error_type = L
 --   SELECT count(*), min(id), max(id) FROM peerdb_stats.flow_errors
---   WHERE error_timestamp >= T.from AND error_timestamp < T.to AND ...
+--   WHERE error_timestamp >= T.from AND error_timestamp < date_trunc('hour', T.from) + INTERVAL '1 hour' AND ...
+-- With a mirror filter too, names N: its count and bounds in one pass of
+-- mirror_logs_time_idx (the hours do not hold the mirrors):
+--   SELECT count(*), min(id), max(id) FROM peerdb_stats.flow_errors
+--   WHERE error_timestamp >= T.from AND error_timestamp < T.to AND flow_name = ANY(N) ...
 --
 -- Detection (the function, at its first request and again after 30 s, as
 -- src/accelerator.rs does; a missing marker table means none): when
@@ -63,14 +76,15 @@
 --     AND (SELECT count(*) FROM pg_catalog.pg_trigger t
 --          WHERE t.tgrelid = a.table_oid AND t.tgenabled IN ('O', 'A')
 --            AND t.tgname IN ('mirror_logs_count_inserts', 'mirror_logs_count_deletes',
---                             'mirror_logs_count_updates', 'mirror_logs_count_truncate')) = 4
+--                             'mirror_logs_count_updates_old', 'mirror_logs_count_updates_new',
+--                             'mirror_logs_count_truncate')) = 5
 -- detection:end
 --
--- Health check (any role that can read both tables; one statement, so one
--- snapshot; it reads the whole table, 23 s at ten million rows on two
--- cores, so run it off-peak): every bucket of every width against a real
--- count. One row, 'ok' or how many buckets
--- drifted. For one mirror, add "WHERE flow_name = 'm'" to both sides.
+-- Health check (any role that can read the tables; one statement, so one
+-- snapshot; it reads the whole table twice, about 30 s at ten million
+-- rows on two cores, so run it off-peak): every bucket of every width,
+-- and every hour, against a real count (and an hour's id bounds against
+-- its rows' ids). One row, 'ok' or how many drifted.
 -- Repair: run this file again.
 -- health-check:begin
 --   WITH actual AS (
@@ -78,14 +92,24 @@
 --       FROM peerdb_stats.flow_errors, (VALUES (14), (18), (22)) b(bits)
 --       GROUP BY 1, 2, 3, 4),
 --   kept AS (
---       SELECT flow_name, error_type, bits, bucket, n FROM peerdb_stats.mirror_logs_counts)
---   SELECT CASE WHEN count(*) = 0 THEN 'ok'
---               ELSE 'drifted: ' || count(*) || ' buckets differ, '
---                    || coalesce(sum(abs(coalesce(a.n, 0) - coalesce(k.n, 0))) FILTER (WHERE bits = 22), 0)
---                    || ' rows miscounted'
+--       SELECT flow_name, error_type, bits, bucket, n FROM peerdb_stats.mirror_logs_counts),
+--   buckets AS (
+--       SELECT count(*) AS differ,
+--              coalesce(sum(abs(coalesce(a.n, 0) - coalesce(k.n, 0))) FILTER (WHERE bits = 22), 0) AS miscounted
+--       FROM actual a FULL JOIN kept k USING (flow_name, error_type, bits, bucket)
+--       WHERE a.n IS DISTINCT FROM k.n),
+--   hours AS (
+--       SELECT count(*) AS differ
+--       FROM (SELECT date_trunc('hour', error_timestamp) AS hour, error_type, (id & 7)::smallint AS stripe,
+--                    count(*) AS n, min(id) AS first, max(id) AS last
+--             FROM peerdb_stats.flow_errors GROUP BY 1, 2, 3) a
+--       FULL JOIN peerdb_stats.mirror_logs_hours k USING (hour, error_type, stripe)
+--       WHERE a.n IS DISTINCT FROM k.n OR k.first > a.first OR k.last < a.last)
+--   SELECT CASE WHEN b.differ + h.differ = 0 THEN 'ok'
+--               ELSE 'drifted: ' || b.differ || ' buckets differ, ' || b.miscounted
+--                    || ' rows miscounted, ' || h.differ || ' hours differ'
 --          END AS health
---   FROM actual a FULL JOIN kept k USING (flow_name, error_type, bits, bucket)
---   WHERE a.n IS DISTINCT FROM k.n
+--   FROM buckets b, hours h
 -- health-check:end
 --
 -- Drift has only these causes: triggers disabled or bypassed
@@ -151,10 +175,13 @@ LOCK TABLE peerdb_stats.flow_errors IN SHARE ROW EXCLUSIVE MODE;
 
 DROP TRIGGER IF EXISTS mirror_logs_count_inserts ON peerdb_stats.flow_errors;
 DROP TRIGGER IF EXISTS mirror_logs_count_deletes ON peerdb_stats.flow_errors;
-DROP TRIGGER IF EXISTS mirror_logs_count_updates ON peerdb_stats.flow_errors;
+DROP TRIGGER IF EXISTS mirror_logs_count_updates ON peerdb_stats.flow_errors; -- version 2's
+DROP TRIGGER IF EXISTS mirror_logs_count_updates_old ON peerdb_stats.flow_errors;
+DROP TRIGGER IF EXISTS mirror_logs_count_updates_new ON peerdb_stats.flow_errors;
 DROP TRIGGER IF EXISTS mirror_logs_count_truncate ON peerdb_stats.flow_errors;
 DROP TABLE IF EXISTS peerdb_stats.mirror_logs_accelerator;
 DROP TABLE IF EXISTS peerdb_stats.mirror_logs_counts;
+DROP TABLE IF EXISTS peerdb_stats.mirror_logs_hours;
 
 CREATE TABLE peerdb_stats.mirror_logs_counts (
     flow_name TEXT NOT NULL,
@@ -167,51 +194,62 @@ CREATE TABLE peerdb_stats.mirror_logs_counts (
     PRIMARY KEY (bits, bucket, flow_name, error_type)
 ) WITH (fillfactor = 70); -- room for HOT updates of n
 
--- One function for INSERT, DELETE and UPDATE: the net change per bucket,
--- applied with one upsert per statement. Keys are taken in one order, so
--- two statements never wait for each other in a cycle; ON CONFLICT ... DO
--- UPDATE under READ COMMITTED adds to the latest committed n, so no update
--- is lost. Buckets that reach 0 are removed.
+CREATE TABLE peerdb_stats.mirror_logs_hours (
+    hour TIMESTAMP NOT NULL, -- date_trunc('hour', error_timestamp)
+    error_type TEXT NOT NULL,
+    -- id & 7: PeerDB's sessions inserting at once hold consecutive ids,
+    -- so each adds to a row of its own, not all to one.
+    stripe SMALLINT NOT NULL CHECK (stripe BETWEEN 0 AND 7),
+    n BIGINT NOT NULL,
+    -- Every id of these rows lies in [first, last]: a delete leaves the
+    -- bounds as they were, still true if no longer tight.
+    first BIGINT NOT NULL,
+    last BIGINT NOT NULL,
+    PRIMARY KEY (hour, error_type, stripe)
+) WITH (fillfactor = 70);
+
+-- One function for every change: the rows a statement added (TG_ARGV[0]
+-- = 1) or removed (-1), as the transition table `changed`; an UPDATE
+-- fires it twice, for its old rows and its new. The net change per
+-- bucket and per hour, applied with one upsert each. Keys are taken in
+-- one order, so two statements never wait for each other in a cycle;
+-- ON CONFLICT ... DO UPDATE under READ COMMITTED adds to the latest
+-- committed n, so no update is lost. Rows that reach 0 are removed.
 CREATE OR REPLACE FUNCTION peerdb_stats.mirror_logs_count_changes()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    sign CONSTANT int8 := TG_ARGV[0]::int8;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
-        SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, count(*)
-        FROM new_rows r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
-        GROUP BY 1, 2, 3, 4
-        ORDER BY 3, 4, 1, 2 -- the primary key's order
-        ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
-        RETURN NULL;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
-        SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, -count(*)
-        FROM old_rows r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
-        GROUP BY 1, 2, 3, 4
-        ORDER BY 3, 4, 1, 2 -- the primary key's order
-        ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
-    ELSE -- UPDATE: PeerDB never updates, but one by hand must not skew counts.
-        INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
-        SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, sum(r.d)
-        FROM (SELECT flow_name, error_type, id, -1 AS d FROM old_rows
-              UNION ALL
-              SELECT flow_name, error_type, id, 1 FROM new_rows) r,
-             (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
-        GROUP BY 1, 2, 3, 4
-        HAVING sum(r.d) <> 0
-        ORDER BY 3, 4, 1, 2 -- the primary key's order
-        ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
+    INSERT INTO peerdb_stats.mirror_logs_counts AS c (flow_name, error_type, bits, bucket, n)
+    SELECT r.flow_name, r.error_type, b.bits, r.id >> b.bits, sign * count(*)
+    FROM changed r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 3, 4, 1, 2 -- the primary key's order
+    ON CONFLICT (bits, bucket, flow_name, error_type) DO UPDATE SET n = c.n + excluded.n;
+    INSERT INTO peerdb_stats.mirror_logs_hours AS h (hour, error_type, stripe, n, first, last)
+    SELECT date_trunc('hour', r.error_timestamp), r.error_type, (r.id & 7)::smallint,
+           sign * count(*), min(r.id), max(r.id)
+    FROM changed r
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3 -- the primary key's order
+    ON CONFLICT (hour, error_type, stripe) DO UPDATE
+    SET n = h.n + excluded.n, first = least(h.first, excluded.first), last = greatest(h.last, excluded.last);
+    IF sign < 0 THEN
+        DELETE FROM peerdb_stats.mirror_logs_counts c
+        USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
+               FROM changed r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)) k
+        WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
+          AND c.n = 0;
+        DELETE FROM peerdb_stats.mirror_logs_hours h
+        USING (SELECT DISTINCT date_trunc('hour', error_timestamp) AS hour, error_type, (id & 7)::smallint AS stripe
+               FROM changed) k
+        WHERE (h.hour, h.error_type, h.stripe) = (k.hour, k.error_type, k.stripe)
+          AND h.n = 0;
     END IF;
-    -- A DELETE or an UPDATE: the buckets its old rows left, where empty.
-    DELETE FROM peerdb_stats.mirror_logs_counts c
-    USING (SELECT DISTINCT b.bits, r.id >> b.bits AS bucket, r.flow_name, r.error_type
-           FROM old_rows r, (VALUES (14::smallint), (18::smallint), (22::smallint)) b(bits)) k
-    WHERE (c.bits, c.bucket, c.flow_name, c.error_type) = (k.bits, k.bucket, k.flow_name, k.error_type)
-      AND c.n = 0;
     RETURN NULL;
 END
 $$;
@@ -223,7 +261,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    TRUNCATE peerdb_stats.mirror_logs_counts;
+    TRUNCATE peerdb_stats.mirror_logs_counts, peerdb_stats.mirror_logs_hours;
     RETURN NULL;
 END
 $$;
@@ -252,18 +290,30 @@ UNION ALL
 SELECT flow_name, error_type, 22, bucket >> 4, sum(n) FROM mid GROUP BY 1, 2, 3, 4
 ORDER BY 3, 4, 1, 2;
 
+-- The hours, from the same rows (the time index holds what they need).
+INSERT INTO peerdb_stats.mirror_logs_hours (hour, error_type, stripe, n, first, last)
+SELECT date_trunc('hour', error_timestamp), error_type, (id & 7)::smallint, count(*), min(id), max(id)
+FROM peerdb_stats.flow_errors
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
+
 CREATE TRIGGER mirror_logs_count_inserts
     AFTER INSERT ON peerdb_stats.flow_errors
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes();
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes('1');
 CREATE TRIGGER mirror_logs_count_deletes
     AFTER DELETE ON peerdb_stats.flow_errors
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes();
-CREATE TRIGGER mirror_logs_count_updates
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes('-1');
+-- PeerDB never updates, but an update by hand must not skew the counts.
+CREATE TRIGGER mirror_logs_count_updates_old
     AFTER UPDATE ON peerdb_stats.flow_errors
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes();
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes('-1');
+CREATE TRIGGER mirror_logs_count_updates_new
+    AFTER UPDATE ON peerdb_stats.flow_errors
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_changes('1');
 CREATE TRIGGER mirror_logs_count_truncate
     AFTER TRUNCATE ON peerdb_stats.flow_errors
     FOR EACH STATEMENT EXECUTE FUNCTION peerdb_stats.mirror_logs_count_truncate();
@@ -276,10 +326,11 @@ CREATE TABLE peerdb_stats.mirror_logs_accelerator (
     installed_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 INSERT INTO peerdb_stats.mirror_logs_accelerator (version, bits, table_oid)
-VALUES (2, '{14, 18, 22}', 'peerdb_stats.flow_errors'::regclass);
+VALUES (3, '{14, 18, 22}', 'peerdb_stats.flow_errors'::regclass);
 
 GRANT USAGE ON SCHEMA peerdb_stats TO :"reader";
-GRANT SELECT ON peerdb_stats.mirror_logs_counts, peerdb_stats.mirror_logs_accelerator TO :"reader";
+GRANT SELECT ON peerdb_stats.mirror_logs_counts, peerdb_stats.mirror_logs_hours,
+    peerdb_stats.mirror_logs_accelerator TO :"reader";
 COMMIT;
 
-ANALYZE peerdb_stats.mirror_logs_counts;
+ANALYZE peerdb_stats.mirror_logs_counts, peerdb_stats.mirror_logs_hours;

@@ -20,6 +20,9 @@ BEGIN
     IF to_regclass('peerdb_stats.flow_errors') IS NOT NULL THEN
         DROP TRIGGER IF EXISTS mirror_logs_count_inserts ON peerdb_stats.flow_errors;
         DROP TRIGGER IF EXISTS mirror_logs_count_deletes ON peerdb_stats.flow_errors;
+        DROP TRIGGER IF EXISTS mirror_logs_count_updates_old ON peerdb_stats.flow_errors;
+        DROP TRIGGER IF EXISTS mirror_logs_count_updates_new ON peerdb_stats.flow_errors;
+        -- Made in their place by installs before version 3.
         DROP TRIGGER IF EXISTS mirror_logs_count_updates ON peerdb_stats.flow_errors;
         DROP TRIGGER IF EXISTS mirror_logs_count_truncate ON peerdb_stats.flow_errors;
     END IF;
@@ -27,6 +30,7 @@ END $$;
 DROP FUNCTION IF EXISTS peerdb_stats.mirror_logs_count_changes();
 DROP FUNCTION IF EXISTS peerdb_stats.mirror_logs_count_truncate();
 DROP TABLE IF EXISTS peerdb_stats.mirror_logs_counts;
+DROP TABLE IF EXISTS peerdb_stats.mirror_logs_hours;
 COMMIT;
 
 DROP INDEX CONCURRENTLY IF EXISTS peerdb_stats.mirror_logs_flow_type_id_idx;

@@ -28,11 +28,13 @@ pub const DETECTION: &str = "SELECT a.version, a.bits \
        AND (SELECT count(*) FROM pg_catalog.pg_trigger t \
             WHERE t.tgrelid = a.table_oid AND t.tgenabled IN ('O', 'A') \
               AND t.tgname IN ('mirror_logs_count_inserts', 'mirror_logs_count_deletes', \
-                               'mirror_logs_count_updates', 'mirror_logs_count_truncate')) = 4";
+                               'mirror_logs_count_updates_old', 'mirror_logs_count_updates_new', \
+                               'mirror_logs_count_truncate')) = 5";
 
-/// The one version this function reads. Version 1's marker has no
-/// `bits` column: its detection fails as an undefined column.
-const VERSION: i32 = 2;
+/// The one version this function reads: 3, which keeps hours beside the
+/// id buckets. Version 1's marker has no `bits` column: its detection
+/// fails as an undefined column.
+const VERSION: i32 = 3;
 
 /// How long what was found is trusted: "within a minute", with room for
 /// the check itself.
@@ -40,7 +42,7 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(30);
 
 impl Accelerator {
     /// The accelerator a detection row describes, if this function can
-    /// read it: version 2, and each width's buckets inside the next's.
+    /// read it: version 3, and each width's buckets inside the next's.
     pub fn from_row(version: i32, bits: &[i16]) -> Option<Accelerator> {
         let bits: [i16; LEVELS] = bits.try_into().ok()?;
         let nested = bits.windows(2).all(|w| w[0] < w[1]);
@@ -83,7 +85,7 @@ impl Detected {
 mod tests {
     use super::*;
 
-    const V2: Accelerator = Accelerator { bits: [14, 18, 22] };
+    const V3: Accelerator = Accelerator { bits: [14, 18, 22] };
 
     #[test]
     fn the_detection_is_the_install_files() {
@@ -103,14 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn only_version_2_with_three_nested_widths_is_read() {
-        assert_eq!(Accelerator::from_row(2, &[14, 18, 22]), Some(V2));
-        assert_eq!(Accelerator::from_row(3, &[14, 18, 22]), None);
-        assert_eq!(Accelerator::from_row(2, &[16, 22]), None);
-        assert_eq!(Accelerator::from_row(2, &[14, 22, 18]), None);
-        assert_eq!(Accelerator::from_row(2, &[14, 14, 22]), None);
-        assert_eq!(Accelerator::from_row(2, &[0, 18, 22]), None);
-        assert_eq!(Accelerator::from_row(2, &[14, 18, 64]), None);
+    fn only_version_3_with_three_nested_widths_is_read() {
+        assert_eq!(Accelerator::from_row(3, &[14, 18, 22]), Some(V3));
+        assert_eq!(Accelerator::from_row(2, &[14, 18, 22]), None);
+        assert_eq!(Accelerator::from_row(3, &[16, 22]), None);
+        assert_eq!(Accelerator::from_row(3, &[14, 22, 18]), None);
+        assert_eq!(Accelerator::from_row(3, &[14, 14, 22]), None);
+        assert_eq!(Accelerator::from_row(3, &[0, 18, 22]), None);
+        assert_eq!(Accelerator::from_row(3, &[14, 18, 64]), None);
     }
 
     #[test]
@@ -118,8 +120,8 @@ mod tests {
         let d = Detected::default();
         let t = Instant::now();
         assert_eq!(d.fresh(t), None, "nothing looked for yet");
-        d.record(t, Some(V2));
-        assert_eq!(d.fresh(t + Duration::from_secs(29)), Some(Some(V2)));
+        d.record(t, Some(V3));
+        assert_eq!(d.fresh(t + Duration::from_secs(29)), Some(Some(V3)));
         assert_eq!(d.fresh(t + RECHECK_AFTER), None);
         d.record(t, None);
         assert_eq!(d.fresh(t), Some(None), "absence is remembered as well");

@@ -38,6 +38,10 @@ pub enum Param {
 const TABLE: &str = "peerdb_stats.flow_errors";
 /// The accelerator's summary: rows per mirror, level and id bucket.
 const COUNTS: &str = "peerdb_stats.mirror_logs_counts";
+/// The accelerator's hourly counts: rows per hour of `error_timestamp`,
+/// level and stripe (`id & 7`), with their ids' bounds.
+const HOURS: &str = "peerdb_stats.mirror_logs_hours";
+const HOUR: &str = "INTERVAL '1 hour'";
 const LOG_COLUMNS: &str = "id, flow_name, error_message, error_type, error_timestamp";
 const MIRROR_FILTER: &str = "flow_name = ANY((SELECT names FROM flows)::text[])";
 /// Whether a mirror's page reads the mirror's rows rather than walking
@@ -156,11 +160,14 @@ enum Strategy {
     /// newest ids of each (mirror, level) merged from its index.
     Summary(Accelerator),
     /// The accelerator is installed and a time range, but no message
-    /// substring, narrows the rows: one pass over its time index (the
-    /// index alone) counts the range's matches and bounds their ids; the
-    /// page walks the primary key inside those bounds or, where matches
-    /// are too sparse there, sorts their ids from the same index. A
-    /// mirror filter's names come from the summary.
+    /// substring, narrows the rows: the range's matches are counted and
+    /// their ids bounded from its hourly counts, summing the hours the
+    /// range holds whole and reading only its two end hours in its time
+    /// index (the index alone); with a mirror filter, whose rows the
+    /// hours do not tell apart, by one pass over the whole range in that
+    /// index, the names from the summary. The page walks the primary key
+    /// inside those bounds or, where matches are too sparse there, sorts
+    /// their ids from the time index.
     Timed(Accelerator),
 }
 
@@ -331,9 +338,6 @@ fn summarized(q: &Bound, a: Accelerator) -> Vec<String> {
 /// [`Strategy::Timed`]'s CTEs.
 fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
     let mut ctes = Vec::new();
-    if let Some(needle) = &q.needle {
-        ctes.push(flows(&summarized_names(a), needle));
-    }
     // Fenced: the walk keeps to the primary key, inside the matches' ids.
     let walk = format!(
         "({}) w",
@@ -341,7 +345,7 @@ fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
             "SELECT {LOG_COLUMNS} FROM {TABLE}{} ORDER BY id {}",
             where_clause(&filters_with(
                 &[RANGED_IDS.to_string()],
-                q.cursor.as_deref()
+                q.cursor().as_deref()
             )),
             q.order
         ))
@@ -350,25 +354,65 @@ fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
     // side (`past`): below it, the page holds the newest matches under
     // the cursor, so the newer ones are those past it; above it, those
     // beyond the cursor less the page.
-    let (past, newer) = match (&q.cursor, q.needs_newer) {
-        (Some(cursor), true) => {
+    let past = q.cursor().filter(|_| q.needs_newer);
+    let newer = match &past {
+        Some(_) => {
             let beyond = if q.order == "DESC" {
                 "(SELECT past FROM ranged)"
             } else {
                 "(SELECT n - past FROM ranged) - (SELECT count(*) FROM page)"
             };
-            (
-                format!(", count(*) FILTER (WHERE NOT ({cursor})) AS past"),
-                format!("CASE WHEN EXISTS (SELECT FROM page) THEN {beyond} ELSE 0 END"),
+            format!("CASE WHEN EXISTS (SELECT FROM page) THEN {beyond} ELSE 0 END")
+        }
+        None => "0::int8".to_string(),
+    };
+    // The count, the ids' bounds and `past` of the rows passing `filters`.
+    let counted = |filters: &[String]| {
+        let past = past
+            .as_ref()
+            .map(|cursor| format!(", count(*) FILTER (WHERE NOT ({cursor})) AS past"));
+        format!(
+            "SELECT count(*) AS n, min(id) AS first, max(id) AS last{} FROM {}",
+            past.unwrap_or_default(),
+            rows(filters)
+        )
+    };
+    let ranged = match &q.needle {
+        Some(needle) => {
+            ctes.push(flows(&summarized_names(a), needle));
+            counted(&q.filters())
+        }
+        None => {
+            ctes.push(hours(q, past.is_some()));
+            // An hour not summed is counted in the time index, within the
+            // range.
+            let in_hour: Vec<String> = q
+                .level
+                .iter()
+                .cloned()
+                .chain(q.time_filters_within(Some("h.hour")))
+                .chain(["NOT h.summed".to_string()])
+                .collect();
+            // A summed hour's ids all lie on one side of the cursor.
+            let (past_summed, past_sum) = match q.cursor_on("h.first").filter(|_| past.is_some()) {
+                Some(near) => (
+                    format!(", CASE WHEN {near} THEN 0 ELSE h.n END AS past"),
+                    ", coalesce(sum(c.past), 0)::int8 AS past",
+                ),
+                None => (String::new(), ""),
+            };
+            format!(
+                "SELECT coalesce(sum(c.n), 0)::int8 AS n, min(c.first) AS first, max(c.last) AS last{past_sum} \
+                 FROM hours h CROSS JOIN LATERAL ({}) c",
+                union_all(&[
+                    format!("SELECT h.n, h.first, h.last{past_summed} WHERE h.summed"),
+                    counted(&in_hour),
+                ])
             )
         }
-        _ => (String::new(), "0::int8".to_string()),
     };
     ctes.extend([
-        format!(
-            "ranged AS (SELECT count(*) AS n, min(id) AS first, max(id) AS last{past} FROM {})",
-            rows(&q.filters())
-        ),
+        format!("ranged AS ({ranged})"),
         // Walking reads about rows_wanted * span / n rows; sorting, the
         // span's ids at MERGED_ID_COST each.
         format!(
@@ -401,11 +445,14 @@ struct Bound {
     needle: Option<String>,
     /// `error_type = $n`, when a level is asked for.
     level: Option<String>,
-    /// What narrows the rows beyond the mirror and level: the time range,
-    /// the message substring.
-    content_filters: Vec<String>,
-    /// `id < $n` or `id > $n`.
-    cursor: Option<String>,
+    /// The time range's bounds, as timestamps: `error_timestamp` at or
+    /// after `from`, before `to`.
+    from: Option<String>,
+    to: Option<String>,
+    /// `strpos(error_message, $n) > 0`, for a message substring.
+    message: Option<String>,
+    /// The cursor's comparison and its placeholder: `id < $n` or `id > $n`.
+    cursor: Option<(&'static str, String)>,
     order: &'static str,
     limit: String,
     offset: String,
@@ -427,31 +474,25 @@ impl Bound {
             .level
             .error_type()
             .map(|error_type| format!("error_type = {}", bind(Param::Text(error_type.into()))));
-        let mut content_filters = Vec::new();
         // Whole milliseconds after the epoch, exact in an interval (and a
         // bound an index on `error_timestamp` can use).
-        let instant =
-            |p: String| format!("TIMESTAMP 'epoch' + {p}::int8 * INTERVAL '1 millisecond'");
-        if let Some(from) = req.from_ms {
-            content_filters.push(format!(
-                "error_timestamp >= {}",
-                instant(bind(Param::Int(from)))
-            ));
-        }
-        if let Some(to) = req.to_ms {
-            content_filters.push(format!(
-                "error_timestamp < {}",
-                instant(bind(Param::Int(to)))
-            ));
-        }
-        if !req.message_contains.is_empty() {
+        let mut instant = |ms: Option<i64>| {
+            ms.map(|ms| {
+                format!(
+                    "TIMESTAMP 'epoch' + {}::int8 * INTERVAL '1 millisecond'",
+                    bind(Param::Int(ms))
+                )
+            })
+        };
+        let (from, to) = (instant(req.from_ms), instant(req.to_ms));
+        let message = (!req.message_contains.is_empty()).then(|| {
             let needle = bind(Param::Text(req.message_contains.clone()));
-            content_filters.push(format!("strpos(error_message, {needle}) > 0"));
-        }
+            format!("strpos(error_message, {needle}) > 0")
+        });
         let (cursor, order) = match req.cursor {
             Cursor::Newest => (None, "DESC"),
-            Cursor::Before(id) => (Some(format!("id < {}", bind(Param::Int(id)))), "DESC"),
-            Cursor::After(id) => (Some(format!("id > {}", bind(Param::Int(id)))), "ASC"),
+            Cursor::Before(id) => (Some(("<", bind(Param::Int(id)))), "DESC"),
+            Cursor::After(id) => (Some((">", bind(Param::Int(id)))), "ASC"),
         };
         let limit = bind(Param::Int(req.num_per_page));
         let offset = bind(Param::Int(if req.page > 0 {
@@ -462,13 +503,27 @@ impl Bound {
         Bound {
             needle,
             level,
-            content_filters,
+            from,
+            to,
+            message,
             cursor,
             order,
             limit,
             offset,
             needs_newer: req.num_per_page > 0 && req.page == 0 && req.cursor != Cursor::Newest,
         }
+    }
+
+    /// The cursor's filter: `id < $n` or `id > $n`.
+    fn cursor(&self) -> Option<String> {
+        self.cursor_on("id")
+    }
+
+    /// The cursor's filter on another id column.
+    fn cursor_on(&self, column: &str) -> Option<String> {
+        self.cursor
+            .as_ref()
+            .map(|(op, id)| format!("{column} {op} {id}"))
     }
 
     fn needle(&self) -> &str {
@@ -495,7 +550,27 @@ impl Bound {
         mirror
             .into_iter()
             .chain(self.level.iter().cloned())
-            .chain(self.content_filters.iter().cloned())
+            .chain(self.time_filters())
+            .chain(self.message.iter().cloned())
+            .collect()
+    }
+
+    /// The time range, as filters on `error_timestamp`.
+    fn time_filters(&self) -> Vec<String> {
+        self.time_filters_within(None)
+    }
+
+    /// The time range within the hour starting at `hour`, if given.
+    fn time_filters_within(&self, hour: Option<&str>) -> Vec<String> {
+        let bound = |own: &Option<String>, edge: Option<String>, tighter: &str| match (own, edge) {
+            (Some(own), Some(edge)) => Some(format!("{tighter}({own}, {edge})")),
+            (own, edge) => own.clone().or(edge),
+        };
+        let from = bound(&self.from, hour.map(str::to_string), "greatest");
+        let to = bound(&self.to, hour.map(|h| format!("{h} + {HOUR}")), "least");
+        from.map(|from| format!("error_timestamp >= {from}"))
+            .into_iter()
+            .chain(to.map(|to| format!("error_timestamp < {to}")))
             .collect()
     }
 
@@ -594,7 +669,7 @@ impl Bound {
         let (order, limit, offset) = (self.order, &self.limit, &self.offset);
         format!(
             "SELECT {source}{} ORDER BY {order_by} {order} LIMIT {limit} OFFSET {offset}",
-            where_clause(&filters_with(filters, self.cursor.as_deref()))
+            where_clause(&filters_with(filters, self.cursor().as_deref()))
         )
     }
 
@@ -665,6 +740,38 @@ fn summarized_names(a: Accelerator) -> String {
     )
 }
 
+/// The time range's hours in the accelerator's hourly counts, the level's
+/// (or every level's) rows summed over the stripes, with their ids'
+/// bounds. An hour is `summed` when the range holds all of it, and, when
+/// `past` is counted, its ids all lie on one side of the cursor; an hour
+/// at either end of the range is counted in the time index instead.
+fn hours(q: &Bound, past: bool) -> String {
+    let kept = q
+        .level
+        .iter()
+        .cloned()
+        .chain(q.from.iter().map(|from| format!("hour >= date_trunc('hour', {from})")))
+        .chain(q.to.iter().map(|to| format!("hour < {to}")));
+    let one_side = q
+        .cursor_on("min(first)")
+        .zip(q.cursor_on("max(last)"))
+        .filter(|_| past)
+        .map(|(first, last)| format!("({first}) = ({last})"));
+    let summed: Vec<String> = q
+        .from
+        .iter()
+        .map(|from| format!("hour >= {from}"))
+        .chain(q.to.iter().map(|to| format!("hour + {HOUR} <= {to}")))
+        .chain(one_side)
+        .collect();
+    format!(
+        "hours AS (SELECT hour, sum(n)::int8 AS n, min(first) AS first, max(last) AS last, {} AS summed \
+         FROM {HOURS}{} GROUP BY hour)",
+        summed.join(" AND "),
+        where_clause(&kept.collect::<Vec<_>>())
+    )
+}
+
 /// The table's id span, which a walk of the primary key crosses, and its
 /// last id.
 fn span() -> String {
@@ -690,7 +797,7 @@ fn mirror_rows() -> String {
 fn probe(q: &Bound) -> String {
     let walk = format!(
         "(SELECT * FROM {TABLE}{} ORDER BY id {} LIMIT least(greatest({PROBE_ROWS}, {PROBE_ROWS_PER_WANTED} * {}), {PROBE_ROWS_MAX})::int8) w",
-        where_clause(&filters_with(&[], q.cursor.as_deref())),
+        where_clause(&filters_with(&[], q.cursor().as_deref())),
         q.order,
         q.rows_wanted()
     );
@@ -707,7 +814,7 @@ fn sample(q: &Bound) -> String {
         "sample AS MATERIALIZED (SELECT count(*) FILTER (WHERE strpos(flow_name, {}) > 0)::float8 / greatest(count(*), 1) AS share \
          FROM (SELECT flow_name FROM {TABLE}{} ORDER BY id {} LIMIT {SAMPLE_ROWS}) s)",
         q.needle(),
-        where_clause(&filters_with(&[], q.cursor.as_deref())),
+        where_clause(&filters_with(&[], q.cursor().as_deref())),
         q.order
     )
 }
@@ -769,7 +876,7 @@ fn summary_gate(q: &Bound) -> String {
 fn walked(q: &Bound) -> String {
     let walk = format!(
         "(SELECT id, flow_name, error_type FROM {TABLE}{} ORDER BY id {} LIMIT (SELECT walk_rows FROM gate)) w",
-        where_clause(&filters_with(&[], q.cursor.as_deref())),
+        where_clause(&filters_with(&[], q.cursor().as_deref())),
         q.order
     );
     format!(
@@ -786,7 +893,7 @@ fn merged(q: &Bound) -> String {
         "(SELECT id FROM {TABLE} f{} ORDER BY id {} LIMIT least({o}, 9223372036854775807 - {l}) + {l}) c",
         where_clause(&filters_with(
             &["f.flow_name = p.flow_name AND f.error_type = p.error_type".to_string()],
-            q.cursor.as_deref()
+            q.cursor().as_deref()
         )),
         q.order
     );
@@ -1007,6 +1114,13 @@ mod tests {
     #[test]
     fn with_the_accelerator_a_time_range_is_counted_in_its_index() {
         let r = in_a_day_containing(req("m", Level::Error, 0, 50, Cursor::Before(9)), "");
+        assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Timed(ACCELERATOR));
+        insta::assert_snapshot!(shown_with(&r, INSTALLED));
+    }
+
+    #[test]
+    fn with_the_accelerator_a_time_range_without_a_mirror_sums_its_whole_hours() {
+        let r = in_a_day_containing(req("", Level::Error, 0, 50, Cursor::Before(9)), "");
         assert_eq!(Strategy::of(&r, INSTALLED), Strategy::Timed(ACCELERATOR));
         insta::assert_snapshot!(shown_with(&r, INSTALLED));
     }

@@ -193,6 +193,23 @@ impl Catalog {
             differing, 0,
             "{when}: summary buckets differ from the table"
         );
+        let hours_wrong: i64 = c
+            .query_one(
+                "WITH actual AS (
+                     SELECT date_trunc('hour', error_timestamp) AS hour, error_type, (id & 7)::smallint AS stripe,
+                            count(*) AS n, min(id) AS first, max(id) AS last
+                     FROM peerdb_stats.flow_errors GROUP BY 1, 2, 3)
+                 SELECT count(*) FROM actual a FULL JOIN peerdb_stats.mirror_logs_hours k USING (hour, error_type, stripe)
+                 WHERE a.n IS DISTINCT FROM k.n OR NOT (k.first <= a.first AND a.last <= k.last)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            hours_wrong, 0,
+            "{when}: hours miscounted or their ids out of bounds"
+        );
         assert_eq!(self.health(c).await, "ok", "{when}: the health check");
 
         let names: Vec<String> = c
@@ -375,7 +392,7 @@ async fn installing_twice_is_harmless_and_leaves_one_of_everything() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(marker, [(2, vec![14, 18, 22])]);
+    assert_eq!(marker, [(3, vec![14, 18, 22])]);
     // And rows written between the two still count once.
     let writer = catalog.connect_as(WRITER).await;
     writer
@@ -608,18 +625,19 @@ async fn deletes_a_rolled_back_delete_and_truncate_keep_counts_exact() {
 }
 
 #[tokio::test]
-async fn updates_moving_rows_between_mirrors_levels_or_ids_keep_counts_exact() {
+async fn updates_moving_rows_between_mirrors_levels_hours_or_ids_keep_counts_exact() {
     let catalog = Catalog::new("updates", COARSE - 30_000, 60_000, 8).await;
     catalog.install().await;
     let c = &catalog.owner;
     c.batch_execute(
         "UPDATE peerdb_stats.flow_errors SET flow_name = 'renamed_mirror' WHERE id % 7 = 0;
-         UPDATE peerdb_stats.flow_errors SET error_type = 'error' WHERE error_type = 'warn' AND id % 2 = 0;",
+         UPDATE peerdb_stats.flow_errors SET error_type = 'error' WHERE error_type = 'warn' AND id % 2 = 0;
+         UPDATE peerdb_stats.flow_errors SET error_timestamp = error_timestamp - INTERVAL '3 hours' WHERE id % 5 = 0;",
     )
     .await
     .unwrap();
     catalog
-        .assert_exact("after UPDATEs of flow_name and error_type")
+        .assert_exact("after UPDATEs of flow_name, error_type and error_timestamp")
         .await;
     // A new id moves a row to the newest bucket.
     c.batch_execute("UPDATE peerdb_stats.flow_errors SET id = DEFAULT WHERE id % 11 = 0")
@@ -663,13 +681,14 @@ async fn the_reader_can_read_the_summary_and_marker_but_not_write_them() {
     let reader = catalog.connect_as(READER).await;
     let total: i64 = reader
         .query_one(
-            "SELECT sum(n)::int8 FROM peerdb_stats.mirror_logs_counts WHERE bits = 22",
+            "SELECT (SELECT sum(n)::int8 FROM peerdb_stats.mirror_logs_counts WHERE bits = 22)
+                  + (SELECT sum(n)::int8 FROM peerdb_stats.mirror_logs_hours)",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(total, catalog.rows().await);
+    assert_eq!(total, 2 * catalog.rows().await);
     let found = reader
         .query_one(
             "SELECT to_regclass('peerdb_stats.mirror_logs_accelerator') IS NOT NULL",
@@ -680,7 +699,7 @@ async fn the_reader_can_read_the_summary_and_marker_but_not_write_them() {
     assert!(found.get::<_, bool>(0));
     let detected = reader.query(&documented("detection"), &[]).await.unwrap();
     assert_eq!(detected.len(), 1);
-    assert_eq!(detected[0].get::<_, i32>("version"), 2);
+    assert_eq!(detected[0].get::<_, i32>("version"), 3);
     assert_eq!(catalog.health(&reader).await, "ok");
 
     for statement in [
@@ -688,7 +707,8 @@ async fn the_reader_can_read_the_summary_and_marker_but_not_write_them() {
         "UPDATE peerdb_stats.mirror_logs_counts SET n = n + 1",
         "DELETE FROM peerdb_stats.mirror_logs_counts",
         "TRUNCATE peerdb_stats.mirror_logs_counts",
-        "UPDATE peerdb_stats.mirror_logs_accelerator SET version = 3",
+        "UPDATE peerdb_stats.mirror_logs_hours SET n = n + 1",
+        "UPDATE peerdb_stats.mirror_logs_accelerator SET version = 4",
         "DELETE FROM peerdb_stats.mirror_logs_accelerator",
         "DROP TABLE peerdb_stats.mirror_logs_counts",
         "INSERT INTO peerdb_stats.flow_errors (flow_name, error_message, error_type) VALUES ('x', 'y', 'info')",
@@ -774,6 +794,7 @@ async fn a_disabled_trigger_is_detected_and_reinstalling_repairs_the_summary() {
     let health = catalog.health(&reader).await;
     assert!(health.starts_with("drifted"), "{health}");
     assert!(health.contains("7 rows miscounted"), "{health}");
+    assert!(!health.ends_with(" 0 hours differ"), "{health}");
 
     c.batch_execute(
         "ALTER TABLE peerdb_stats.flow_errors ENABLE TRIGGER mirror_logs_count_inserts",
@@ -1119,13 +1140,11 @@ async fn an_accelerator_installed_while_serving_is_used_within_a_minute_and_one_
 }
 
 #[tokio::test]
-async fn a_version_1_install_is_read_around_until_the_install_file_runs_again() {
-    let catalog = Catalog::new("upgrade", COARSE - 20_000, 40_000, 8).await;
-    catalog.install().await;
-    // Version 1's marker, as its install file made it.
-    catalog
-        .owner
-        .batch_execute(&format!(
+async fn an_older_install_is_read_around_until_the_install_file_runs_again() {
+    // Version 1's marker, as its install file made it; and version 2's
+    // state, with no hours and one update trigger.
+    let older = [
+        format!(
             "DROP TABLE peerdb_stats.mirror_logs_accelerator;
              CREATE TABLE peerdb_stats.mirror_logs_accelerator (
                  one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one), version INTEGER NOT NULL,
@@ -1134,18 +1153,33 @@ async fn a_version_1_install_is_read_around_until_the_install_file_runs_again() 
              INSERT INTO peerdb_stats.mirror_logs_accelerator (version, fine_bits, coarse_bits, table_oid)
              VALUES (1, 16, 22, 'peerdb_stats.flow_errors'::regclass);
              GRANT SELECT ON peerdb_stats.mirror_logs_accelerator TO {READER};"
-        ))
-        .await
-        .unwrap();
-    catalog.falsify_summary().await;
-    let truth = catalog.rows().await;
-    assert_eq!(total(&function(&catalog, READER).await).await, truth);
+        ),
+        "DROP TABLE peerdb_stats.mirror_logs_hours;
+         DROP TRIGGER mirror_logs_count_updates_new ON peerdb_stats.flow_errors;
+         ALTER TRIGGER mirror_logs_count_updates_old ON peerdb_stats.flow_errors RENAME TO mirror_logs_count_updates;
+         UPDATE peerdb_stats.mirror_logs_accelerator SET version = 2;"
+            .to_string(),
+    ];
+    let catalog = Catalog::new("upgrade", COARSE - 20_000, 40_000, 8).await;
+    for (version, state) in (1..).zip(older) {
+        catalog.install().await;
+        catalog.owner.batch_execute(&state).await.unwrap();
+        catalog.falsify_summary().await;
+        let truth = catalog.rows().await;
+        assert_eq!(
+            total(&function(&catalog, READER).await).await,
+            truth,
+            "version {version} is read around"
+        );
 
-    catalog.install().await;
-    catalog.assert_exact("after the upgrade").await;
-    catalog.falsify_summary().await;
-    assert!(
-        total(&function(&catalog, READER).await).await > truth,
-        "the upgraded summary is read"
-    );
+        catalog.install().await;
+        catalog
+            .assert_exact(&format!("after the upgrade from version {version}"))
+            .await;
+        catalog.falsify_summary().await;
+        assert!(
+            total(&function(&catalog, READER).await).await > truth,
+            "the summary upgraded from version {version} is read"
+        );
+    }
 }
