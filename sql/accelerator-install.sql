@@ -118,10 +118,11 @@
 --
 -- Locks: the two indexes are built without blocking PeerDB (CONCURRENTLY;
 -- a build that failed half-way is dropped and redone on the next run).
--- The summary is then built in one transaction holding SHARE ROW EXCLUSIVE
--- on flow_errors: reads go on, PeerDB's inserts wait (they do not fail,
--- unless PeerDB's session has a lock or statement timeout) until it
--- commits: 12 to 15 s per ten million rows, measured on two cores.
+-- The summaries are then built in one transaction holding SHARE ROW
+-- EXCLUSIVE on flow_errors: reads go on, PeerDB's inserts wait (they do
+-- not fail, unless PeerDB's session has a lock or statement timeout)
+-- until it commits: two aggregates of the table, 1.8 s (the buckets) and
+-- 1.6 s (the hours) per million rows, measured on two slow cores.
 -- The index builds before it took 45 s (flow_name, error_type, id) and 7 s
 -- (the time index) there.
 
