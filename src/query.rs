@@ -750,7 +750,11 @@ fn hours(q: &Bound, past: bool) -> String {
         .level
         .iter()
         .cloned()
-        .chain(q.from.iter().map(|from| format!("hour >= date_trunc('hour', {from})")))
+        .chain(
+            q.from
+                .iter()
+                .map(|from| format!("hour >= date_trunc('hour', {from})")),
+        )
         .chain(q.to.iter().map(|to| format!("hour < {to}")));
     let one_side = q
         .cursor_on("min(first)")
