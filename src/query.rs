@@ -354,7 +354,7 @@ fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
     // side (`past`): below it, the page holds the newest matches under
     // the cursor, so the newer ones are those past it; above it, those
     // beyond the cursor less the page.
-    let past = q.cursor().filter(|_| q.needs_newer);
+    let past = q.past_side_on("id");
     let newer = match &past {
         Some(_) => {
             let beyond = if q.order == "DESC" {
@@ -383,7 +383,7 @@ fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
             counted(&q.filters())
         }
         None => {
-            ctes.push(hours(q, past.is_some()));
+            ctes.push(hours(q));
             // An hour not summed is counted in the time index, within the
             // range.
             let in_hour: Vec<String> = q
@@ -394,7 +394,7 @@ fn timed(q: &Bound, a: Accelerator) -> Vec<String> {
                 .chain(["NOT h.summed".to_string()])
                 .collect();
             // A summed hour's ids all lie on one side of the cursor.
-            let (past_summed, past_sum) = match q.cursor_on("h.first").filter(|_| past.is_some()) {
+            let (past_summed, past_sum) = match q.past_side_on("h.first") {
                 Some(near) => (
                     format!(", CASE WHEN {near} THEN 0 ELSE h.n END AS past"),
                     ", coalesce(sum(c.past), 0)::int8 AS past",
@@ -524,6 +524,12 @@ impl Bound {
         self.cursor
             .as_ref()
             .map(|(op, id)| format!("{column} {op} {id}"))
+    }
+
+    /// The cursor's filter on `column` when `newer` is counted from the
+    /// matches past the cursor (a time range's `past`), else nothing.
+    fn past_side_on(&self, column: &str) -> Option<String> {
+        self.cursor_on(column).filter(|_| self.needs_newer)
     }
 
     fn needle(&self) -> &str {
@@ -745,7 +751,7 @@ fn summarized_names(a: Accelerator) -> String {
 /// bounds. An hour is `summed` when the range holds all of it, and, when
 /// `past` is counted, its ids all lie on one side of the cursor; an hour
 /// at either end of the range is counted in the time index instead.
-fn hours(q: &Bound, past: bool) -> String {
+fn hours(q: &Bound) -> String {
     let kept = q
         .level
         .iter()
@@ -757,9 +763,8 @@ fn hours(q: &Bound, past: bool) -> String {
         )
         .chain(q.to.iter().map(|to| format!("hour < {to}")));
     let one_side = q
-        .cursor_on("min(first)")
-        .zip(q.cursor_on("max(last)"))
-        .filter(|_| past)
+        .past_side_on("min(first)")
+        .zip(q.past_side_on("max(last)"))
         .map(|(first, last)| format!("({first}) = ({last})"));
     let summed: Vec<String> = q
         .from
